@@ -1,0 +1,146 @@
+//! Process lifecycle: fork (parent tracking) and exec (filename + argv, confirmed on success).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_probe_read_user_str},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use learner_ebpf::{
+    ARG_CHUNK, ARGV_LIMIT, EventKind, FLAG_ARGV_TRUNCATED, FLAG_EXECVEAT, FLAG_PATH_TRUNCATED,
+    MAX_ARGS, PATH_LEN,
+};
+
+use crate::{
+    arg_offset, ctx_read,
+    emit::{count_seen, fill_header, monitored_cgroup, output},
+    maps::{EXEC_PENDING, EXEC_SCRATCH, PARENTS},
+};
+
+const AT_FDCWD: i32 = -100;
+
+/// `sched:sched_process_fork`: remember the parent of every child of a monitored cgroup.
+#[tracepoint(category = "sched", name = "sched_process_fork")]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    if monitored_cgroup().is_none() {
+        return 0;
+    }
+    // child_pid at offset 20; the forking task is current.
+    let child: i32 = unsafe { ctx_read(&ctx, 20) };
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = PARENTS.insert(&(child as u32), &parent, 0);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_execve")]
+pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
+    unsafe {
+        let filename: *const u8 = ctx_read(&ctx, arg_offset(0));
+        let argv: *const *const u8 = ctx_read(&ctx, arg_offset(1));
+        stash_exec(AT_FDCWD, filename, argv, 0)
+    }
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_execveat")]
+pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
+    unsafe {
+        let dirfd: i64 = ctx_read(&ctx, arg_offset(0));
+        let filename: *const u8 = ctx_read(&ctx, arg_offset(1));
+        let argv: *const *const u8 = ctx_read(&ctx, arg_offset(2));
+        stash_exec(dirfd as i32, filename, argv, FLAG_EXECVEAT)
+    }
+}
+
+/// Reads filename and argv at syscall entry (the only time the user memory is there) and keeps
+/// them by tid until `sched_process_exec` confirms the exec; a failed exec is never emitted.
+#[inline(always)]
+unsafe fn stash_exec(dirfd: i32, filename: *const u8, argv: *const *const u8, flags: u32) -> u32 {
+    let Some(cgroup_id) = monitored_cgroup() else {
+        return 0;
+    };
+    let Some(ev) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let ev = unsafe { &mut *ev };
+    fill_header(&mut ev.header, EventKind::Exec, cgroup_id);
+    ev.header.flags = flags;
+    ev.dirfd = dirfd;
+    ev._pad = 0;
+    let n = unsafe {
+        bpf_probe_read_user_str(ev.filename.as_mut_ptr().cast(), PATH_LEN as u32, filename.cast())
+    };
+    if n <= 0 {
+        ev.filename[0] = 0;
+    } else if n as usize >= PATH_LEN {
+        ev.header.flags |= FLAG_PATH_TRUNCATED;
+    }
+
+    let mut off: usize = 0;
+    let mut argc: u32 = 0;
+    let mut i = 0;
+    while i < MAX_ARGS {
+        let arg: *const u8 = match unsafe { bpf_probe_read_user(argv.add(i)) } {
+            Ok(p) => p,
+            Err(_) => break,
+        };
+        if arg.is_null() {
+            break;
+        }
+        if off >= ARGV_LIMIT {
+            ev.header.flags |= FLAG_ARGV_TRUNCATED;
+            break;
+        }
+        let o = off & (ARGV_LIMIT - 1);
+        let dst = &mut ev.argv[o..o + ARG_CHUNK];
+        let n = unsafe {
+            bpf_probe_read_user_str(dst.as_mut_ptr().cast(), ARG_CHUNK as u32, arg.cast())
+        };
+        if n <= 0 {
+            break;
+        }
+        let n = (n as usize) & (ARG_CHUNK * 2 - 1);
+        if n >= ARG_CHUNK {
+            ev.header.flags |= FLAG_ARGV_TRUNCATED;
+        }
+        off = o + n;
+        argc += 1;
+        i += 1;
+    }
+    if i == MAX_ARGS {
+        // Arguments beyond the ones kept?
+        if let Ok(p) = unsafe { bpf_probe_read_user::<*const u8>(argv.add(MAX_ARGS)) } {
+            if !p.is_null() {
+                ev.header.flags |= FLAG_ARGV_TRUNCATED;
+            }
+        }
+    }
+    ev.argc = argc;
+    ev.argv_len = off as u32;
+    let _ = EXEC_PENDING.insert(&ev.header.tid, &*ev, 0);
+    0
+}
+
+/// `sched:sched_process_exec`: the exec succeeded; emit what was stashed at entry.
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    // old_pid (offset 16) is the tid that called execve, before a multi-threaded exec made it
+    // the group leader.
+    let old_pid: i32 = unsafe { ctx_read(&ctx, 16) };
+    let old_pid = old_pid as u32;
+    let Some(ev) = EXEC_PENDING.get_ptr_mut(&old_pid) else {
+        return 0;
+    };
+    let ev = unsafe { &mut *ev };
+    count_seen(EventKind::Exec);
+    let Some(cgroup_id) = monitored_cgroup() else {
+        let _ = EXEC_PENDING.remove(&old_pid);
+        return 0;
+    };
+    // Refresh the task fields: pid, comm and credentials are those of the new image.
+    let flags = ev.header.flags;
+    fill_header(&mut ev.header, EventKind::Exec, cgroup_id);
+    ev.header.flags = flags;
+    let header = &mut ev.header as *mut _;
+    output(EventKind::Exec, ev, header, None);
+    let _ = EXEC_PENDING.remove(&old_pid);
+    0
+}

@@ -1,0 +1,57 @@
+//! Every map the programs share with userspace, by name.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use learner_ebpf::{
+    CgroupEntry, Config, DedupKey, ExecEvent, KIND_SLOTS, KindStats, NetEvent, OpenEvent, SockAddr,
+};
+
+/// The one ring buffer all events go through. Userspace may resize it at load.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
+
+/// Per-CPU counters, indexed by event kind number.
+#[map]
+pub static STATS: PerCpuArray<KindStats> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
+
+/// Runtime settings (index 0).
+#[map]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// cgroup ids to watch when `Config::filter_enabled` is set.
+#[map]
+pub static MONITORED: HashMap<u64, CgroupEntry> = HashMap::with_max_entries(16384, 0);
+
+/// Last time (boot ns) each (cgroup, event identity) was sent.
+#[map]
+pub static DEDUP: LruHashMap<DedupKey, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// Child pid → parent tgid, recorded at fork.
+#[map]
+pub static PARENTS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(65536, 0);
+
+/// Exec records built at syscall entry, keyed by tid, emitted once the exec succeeded.
+#[map]
+pub static EXEC_PENDING: LruHashMap<u32, ExecEvent> = LruHashMap::with_max_entries(1024, 0);
+
+/// socket() type requested by a thread, until the syscall returns the fd.
+#[map]
+pub static SOCKET_PENDING: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
+
+/// (tgid << 32 | fd) → socket type.
+#[map]
+pub static SOCKET_TYPES: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
+
+/// (tgid << 32 | fd) → address the socket was bound to, for listen events.
+#[map]
+pub static BOUND: LruHashMap<u64, SockAddr> = LruHashMap::with_max_entries(8192, 0);
+
+/// Per-CPU scratch space: records too large for the 512-byte stack.
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static OPEN_SCRATCH: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static NET_SCRATCH: PerCpuArray<NetEvent> = PerCpuArray::with_max_entries(1, 0);

@@ -1,0 +1,47 @@
+//! Command-line parsing and dispatch: one file per subcommand.
+
+mod capture;
+mod doctor;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Baseliner: learn each workload's normal behaviour with eBPF, alert on deviations, enforce.
+#[derive(Debug, Parser)]
+#[command(name = "baseliner", version, about)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Capture exec, file, network and privilege events live, one per line.
+    Capture(capture::Args),
+    /// Check that this host can run the agent, and say how to fix what is missing.
+    Doctor(doctor::Args),
+}
+
+/// Sets up `tracing` on stderr.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Runs the chosen subcommand.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Capture(a) => capture::run(a),
+        Command::Doctor(a) => doctor::run(a),
+    }
+}

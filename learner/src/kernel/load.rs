@@ -1,0 +1,181 @@
+//! Loading the eBPF object, configuring its maps and attaching every tracepoint.
+
+use std::time::Duration;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use learner_ebpf::{CgroupEntry, Config, EventKind, KindStats};
+use thiserror::Error;
+
+use super::{
+    diagnose::{self, HostFacts},
+    mounts::{self, MountOutcome},
+    stats::KernelStats,
+};
+
+/// The compiled eBPF object, embedded at build time by `build.rs`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/learner-ebpf"));
+
+/// Every tracepoint program: (program name = tracepoint name, category).
+pub const TRACEPOINTS: &[(&str, &str)] = &[
+    ("sched_process_fork", "sched"),
+    ("sched_process_exec", "sched"),
+    ("sys_enter_execve", "syscalls"),
+    ("sys_enter_execveat", "syscalls"),
+    ("sys_enter_openat", "syscalls"),
+    ("sys_enter_openat2", "syscalls"),
+    ("sys_enter_socket", "syscalls"),
+    ("sys_exit_socket", "syscalls"),
+    ("sys_enter_connect", "syscalls"),
+    ("sys_enter_bind", "syscalls"),
+    ("sys_enter_listen", "syscalls"),
+    ("sys_enter_ptrace", "syscalls"),
+    ("sys_enter_setuid", "syscalls"),
+    ("sys_enter_setreuid", "syscalls"),
+    ("sys_enter_setresuid", "syscalls"),
+    ("sys_enter_setfsuid", "syscalls"),
+    ("sys_enter_setgid", "syscalls"),
+    ("sys_enter_setregid", "syscalls"),
+    ("sys_enter_setresgid", "syscalls"),
+    ("sys_enter_setfsgid", "syscalls"),
+];
+
+/// A loading failure, with the cause and its fix already in the message.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// tracefs or bpffs is missing and could not be mounted.
+    #[error("{0}")]
+    Mount(String),
+    /// The kernel refused a step; the message names the likely cause.
+    #[error("{0}")]
+    Kernel(String),
+    /// The object does not contain an expected map or program (a build problem).
+    #[error("the embedded eBPF object has no {0}; rebuild baseliner")]
+    Missing(String),
+}
+
+/// How to load the probes.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Ring buffer size in bytes (a power of two, at least one page).
+    pub ring_bytes: u32,
+    /// Identical repeats inside this window are counted, not sent; zero disables.
+    pub dedup_window: Duration,
+    /// Watch only cgroups added with [`Probes::monitor`]; otherwise every cgroup.
+    pub filter: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { ring_bytes: 4 << 20, dedup_window: Duration::from_secs(5), filter: false }
+    }
+}
+
+/// The loaded, attached programs and their maps.
+pub struct Probes {
+    ebpf: Ebpf,
+}
+
+fn kernel_err(what: &str, err: &(dyn std::error::Error + 'static), facts: &HostFacts) -> LoadError {
+    LoadError::Kernel(diagnose::explain(what, err, facts))
+}
+
+impl Probes {
+    /// Mounts tracefs if needed, loads the object, writes the configuration and the cgroup
+    /// filter, then attaches every tracepoint. `monitored` cgroup ids are in the filter before
+    /// the first program is attached, so no event of another cgroup slips through.
+    pub fn load(opts: &LoadOptions, monitored: &[u64]) -> Result<Probes, LoadError> {
+        if let MountOutcome::Failed(why) = mounts::ensure_tracefs() {
+            return Err(LoadError::Mount(why));
+        }
+        let facts = HostFacts::current();
+        let ring = opts.ring_bytes.max(4096).next_power_of_two();
+        let ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", ring)
+            .load(EBPF_OBJECT)
+            .map_err(|e| kernel_err("loading the eBPF object (creating maps)", &e, &facts))?;
+        let mut probes = Probes { ebpf };
+        probes.configure(opts, &facts)?;
+        for id in monitored {
+            probes.monitor(*id)?;
+        }
+        for (name, category) in TRACEPOINTS {
+            let prog: &mut TracePoint = probes
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| LoadError::Missing(format!("program {name}")))?
+                .try_into()
+                .map_err(|e| kernel_err(&format!("program {name}"), &e, &facts))?;
+            prog.load()
+                .map_err(|e| kernel_err(&format!("loading program {name} (tracepoint)"), &e, &facts))?;
+            prog.attach(category, name)
+                .map_err(|e| kernel_err(&format!("attaching {category}:{name}"), &e, &facts))?;
+        }
+        tracing::debug!(programs = TRACEPOINTS.len(), ring_bytes = ring, "eBPF programs attached");
+        Ok(probes)
+    }
+
+    fn configure(&mut self, opts: &LoadOptions, facts: &HostFacts) -> Result<(), LoadError> {
+        let map = self.ebpf.map_mut("CONFIG").ok_or_else(|| LoadError::Missing("map CONFIG".into()))?;
+        let mut config: Array<&mut MapData, Config> =
+            Array::try_from(map).map_err(|e| kernel_err("opening map CONFIG", &e, facts))?;
+        let cfg = Config {
+            filter_enabled: opts.filter as u32,
+            _pad: 0,
+            dedup_window_ns: opts.dedup_window.as_nanos().min(u64::MAX as u128) as u64,
+        };
+        config.set(0, cfg, 0).map_err(|e| kernel_err("writing map CONFIG", &e, facts))
+    }
+
+    fn monitored_map(&mut self) -> Result<HashMap<&mut MapData, u64, CgroupEntry>, LoadError> {
+        let map = self
+            .ebpf
+            .map_mut("MONITORED")
+            .ok_or_else(|| LoadError::Missing("map MONITORED".into()))?;
+        HashMap::try_from(map).map_err(|e| kernel_err("opening map MONITORED", &e, &HostFacts::current()))
+    }
+
+    /// Adds a cgroup id to the filter.
+    pub fn monitor(&mut self, cgroup_id: u64) -> Result<(), LoadError> {
+        self.monitored_map()?
+            .insert(cgroup_id, CgroupEntry::default(), 0)
+            .map_err(|e| kernel_err("adding a cgroup to MONITORED", &e, &HostFacts::current()))
+    }
+
+    /// Removes a cgroup id from the filter (absent ids are fine).
+    pub fn unmonitor(&mut self, cgroup_id: u64) -> Result<(), LoadError> {
+        match self.monitored_map()?.remove(&cgroup_id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(kernel_err("removing a cgroup from MONITORED", &e, &HostFacts::current())),
+        }
+    }
+
+    /// Takes the ring buffer out (once) for a reader.
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or_else(|| LoadError::Missing("map EVENTS".into()))?;
+        RingBuf::try_from(map).map_err(|e| kernel_err("opening the ring buffer", &e, &HostFacts::current()))
+    }
+
+    /// Reads the per-CPU statistics, summed per kind.
+    pub fn stats(&self) -> Result<KernelStats, LoadError> {
+        let map = self.ebpf.map("STATS").ok_or_else(|| LoadError::Missing("map STATS".into()))?;
+        let facts = || HostFacts::current();
+        let arr: PerCpuArray<&MapData, KindStats> =
+            PerCpuArray::try_from(map).map_err(|e| kernel_err("opening map STATS", &e, &facts()))?;
+        let mut kinds = Vec::new();
+        for kind in EventKind::ALL {
+            let per_cpu = arr
+                .get(&(kind as u32), 0)
+                .map_err(|e| kernel_err("reading map STATS", &e, &facts()))?;
+            let mut sum = KindStats::default();
+            for s in per_cpu.iter() {
+                sum.add(s);
+            }
+            kinds.push((kind, sum));
+        }
+        Ok(KernelStats { kinds })
+    }
+}

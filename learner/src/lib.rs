@@ -1,0 +1,10 @@
+//! The Baseliner agent library: kernel loading, event decoding, workload attribution and the
+//! capture session that ties them together.
+
+pub mod attribution;
+pub mod capture;
+pub mod decode;
+pub mod doctor;
+pub mod enrich;
+pub mod kernel;
+pub mod view;

@@ -1,0 +1,255 @@
+//! The event contract: one JSON object per line (JSONL), documented in `datasets/README.md`.
+//!
+//! Treat every field as public: extend the schema, never change a field's meaning. A change that
+//! breaks readers bumps [`SCHEMA_VERSION`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON event schema written by `baseliner capture --json`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One observed action of one process, attributed to its workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Schema version of this record ([`SCHEMA_VERSION`] when written by this build).
+    pub schema: u32,
+    /// Wall-clock time of the event, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// The workload the process belongs to.
+    pub workload: Workload,
+    /// Process id (thread-group id) after the event.
+    pub pid: u32,
+    /// Thread id that made the call.
+    pub tid: u32,
+    /// Parent process id; 0 when unknown.
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Task command name (at most 15 bytes, as the kernel keeps it).
+    pub comm: String,
+    /// Executable of the process; for `exec`, the program just executed. `None` when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// Kind-specific fields; `kind` names the variant.
+    #[serde(flatten)]
+    pub detail: EventDetail,
+}
+
+/// Where an event came from: a cgroup, and what the cgroup's name says about it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Workload {
+    /// Stable workload identity. On a plain host, the cgroup2 path.
+    pub id: String,
+    /// cgroup2 id (the cgroup directory's inode number).
+    pub cgroup_id: u64,
+    /// cgroup2 path relative to the cgroup2 mount; empty when the cgroup is gone.
+    pub cgroup: String,
+    /// Container runtime that named the cgroup (`containerd`, `crio`, `docker`, `podman`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Full container id, when the cgroup belongs to a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// Kubernetes pod UID, when the cgroup belongs to a pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// systemd unit (service, scope or slice) that holds the cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+/// How a file was opened, from the open flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Opened read-only.
+    Read,
+    /// Opened for writing (write-only or read-write, or truncating).
+    Write,
+    /// Opened with `O_CREAT`: may create the file.
+    Create,
+}
+
+impl Access {
+    /// Classifies raw `open(2)` flags.
+    pub fn from_open_flags(flags: u32) -> Self {
+        const O_ACCMODE: u32 = 0o3;
+        const O_CREAT: u32 = 0o100;
+        const O_TRUNC: u32 = 0o1000;
+        if flags & O_CREAT != 0 {
+            Access::Create
+        } else if flags & O_ACCMODE != 0 || flags & O_TRUNC != 0 {
+            Access::Write
+        } else {
+            Access::Read
+        }
+    }
+
+    /// The lower-case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Create => "create",
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Socket address family of a network event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// IPv4.
+    Inet,
+    /// IPv6.
+    Inet6,
+    /// Unix domain socket.
+    Unix,
+}
+
+/// Transport protocol of a network event, from the socket type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// IP stream socket.
+    Tcp,
+    /// IP datagram socket.
+    Udp,
+    /// Raw IP socket.
+    Raw,
+    /// Unix stream socket.
+    Stream,
+    /// Unix datagram socket.
+    Dgram,
+    /// Unix sequenced-packet socket.
+    Seqpacket,
+    /// The socket was created before the agent started, or its type is unusual.
+    Unknown,
+}
+
+impl Protocol {
+    /// Protocol of a socket from its family and `SOCK_*` type number (0 = unknown).
+    pub fn from_sock_type(family: Family, sock_type: u32) -> Self {
+        match (family, sock_type) {
+            (Family::Unix, 1) => Protocol::Stream,
+            (Family::Unix, 2) => Protocol::Dgram,
+            (Family::Unix, 5) => Protocol::Seqpacket,
+            (Family::Inet | Family::Inet6, 1) => Protocol::Tcp,
+            (Family::Inet | Family::Inet6, 2) => Protocol::Udp,
+            (Family::Inet | Family::Inet6, 3) => Protocol::Raw,
+            _ => Protocol::Unknown,
+        }
+    }
+}
+
+/// Network endpoint: an IP address and port, or a unix socket path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Address family.
+    pub family: Family,
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// IP address in its usual text form; for unix sockets, the socket path (abstract sockets
+    /// start with `@`).
+    pub addr: String,
+    /// Port (0 for unix sockets).
+    pub port: u16,
+}
+
+/// The kind-specific part of an event. Serialised with a `kind` tag beside the common fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventDetail {
+    /// A successful `execve` / `execveat`.
+    Exec {
+        /// Program path as passed to execve, made absolute when it was relative.
+        filename: String,
+        /// Arguments, `argv[0]` first.
+        argv: Vec<String>,
+        /// True when arguments were cut (too many, or longer than the capture buffer).
+        argv_truncated: bool,
+    },
+    /// An `openat` / `openat2`.
+    Open {
+        /// Absolute path (resolved against the cwd or dirfd when it was relative).
+        path: String,
+        /// Raw open flags.
+        flags: u32,
+        /// Access class derived from `flags`.
+        access: Access,
+        /// True when the path was longer than the capture buffer and is cut.
+        #[serde(default, skip_serializing_if = "is_false")]
+        path_truncated: bool,
+    },
+    /// An outgoing `connect`.
+    Connect {
+        /// Destination.
+        #[serde(flatten)]
+        dest: Endpoint,
+    },
+    /// A `bind` to a local address.
+    Bind {
+        /// Local address.
+        #[serde(flatten)]
+        local: Endpoint,
+    },
+    /// A `listen` on a socket; the local address comes from its earlier bind.
+    Listen {
+        /// Local address; `None` when the socket was bound before the agent started.
+        #[serde(flatten)]
+        local: Option<Endpoint>,
+    },
+    /// A `ptrace` request against another process.
+    Ptrace {
+        /// Request number (`PTRACE_ATTACH` = 16, `PTRACE_SEIZE` = 0x4206, ...).
+        request: u64,
+        /// Name of the request when known.
+        request_name: String,
+        /// Target process id.
+        target_pid: u32,
+    },
+    /// A call of the setuid family (`setuid`, `setreuid`, `setresuid`, `setfsuid`).
+    Setuid {
+        /// The syscall name.
+        call: String,
+        /// Requested ids in argument order; -1 (unchanged) is shown as `null`.
+        ids: Vec<Option<u32>>,
+    },
+    /// A call of the setgid family (`setgid`, `setregid`, `setresgid`, `setfsgid`).
+    Setgid {
+        /// The syscall name.
+        call: String,
+        /// Requested ids in argument order; -1 (unchanged) is shown as `null`.
+        ids: Vec<Option<u32>>,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl EventDetail {
+    /// The `kind` tag as written in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventDetail::Exec { .. } => "exec",
+            EventDetail::Open { .. } => "open",
+            EventDetail::Connect { .. } => "connect",
+            EventDetail::Bind { .. } => "bind",
+            EventDetail::Listen { .. } => "listen",
+            EventDetail::Ptrace { .. } => "ptrace",
+            EventDetail::Setuid { .. } => "setuid",
+            EventDetail::Setgid { .. } => "setgid",
+        }
+    }
+}
