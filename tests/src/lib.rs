@@ -1,0 +1,116 @@
+//! Helpers for Baseliner's live tests and benchmarks: root detection with skip-or-fail, private
+//! cgroup2 directories, and children started inside them.
+
+use std::{
+    fs, io,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// True when running under CI (`CI=true`), where live tests must run, never skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether live eBPF tests can run here. Outside CI, prints why they skip and returns false;
+/// in CI, a missing precondition is a failure (panics with the reason).
+pub fn live_enabled(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let reason = if !root {
+        Some("needs root (CAP_BPF, CAP_PERFMON, cgroup2 writes)")
+    } else if learner::attribution::cgroup::cgroup2_mount().is_err() {
+        Some("no cgroup2 hierarchy is mounted")
+    } else {
+        None
+    };
+    match reason {
+        None => true,
+        Some(r) if in_ci() => panic!("live test {test} cannot run in CI: {r}"),
+        Some(r) => {
+            eprintln!("SKIP {test}: {r}");
+            false
+        }
+    }
+}
+
+/// A cgroup2 directory owned by a test; removed (after its processes are killed) on drop.
+pub struct TestCgroup {
+    /// Absolute path under the cgroup2 mount.
+    pub path: PathBuf,
+    /// Path relative to the mount, as workloads are named ("/baseliner-test-...").
+    pub rel: String,
+    /// cgroup id (inode).
+    pub id: u64,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl TestCgroup {
+    /// Creates `baseliner-test-<label>-<pid>-<n>` at the top of the cgroup2 hierarchy.
+    pub fn new(label: &str) -> io::Result<TestCgroup> {
+        let mount = learner::attribution::cgroup::cgroup2_mount().map_err(io::Error::other)?;
+        let name = format!("baseliner-test-{label}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let path = mount.join(&name);
+        fs::create_dir(&path)?;
+        let id = learner::attribution::cgroup::cgroup_id(&path)?;
+        Ok(TestCgroup { path, rel: format!("/{name}"), id })
+    }
+
+    /// A command that moves itself into this cgroup before exec.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        let procs = self.path.join("cgroup.procs");
+        // SAFETY: the closure only writes to a file, which is async-signal-safe enough for a
+        // freshly forked single-threaded child.
+        unsafe {
+            cmd.pre_exec(move || fs::write(&procs, b"0"));
+        }
+        cmd
+    }
+
+    /// Pids currently in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        fs::read_to_string(self.path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
+/// The `baseliner` binary built beside this test binary (target/<profile>/baseliner).
+pub fn baseliner_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("BASELINER_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/baseliner
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = profile_dir.join("baseliner");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build -p learner` (same profile) or set BASELINER_BIN",
+        bin.display()
+    );
+    bin
+}
