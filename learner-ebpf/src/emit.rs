@@ -125,7 +125,12 @@ pub fn is_repeat(kind: EventKind, cgroup_id: u64, hash: u64, now: u64) -> bool {
 /// When the ring is full the record is counted as dropped, and its dedup entry is forgotten so
 /// the next repeat is sent rather than counted as already seen.
 #[inline(always)]
-pub fn output<T>(kind: EventKind, record: &mut T, header: *mut EventHeader, dedup_hash: Option<u64>) {
+pub fn output<T>(
+    kind: EventKind,
+    record: &mut T,
+    header: *mut EventHeader,
+    dedup_hash: Option<u64>,
+) {
     unsafe {
         let pid = (*header).pid;
         if let Some(ppid) = PARENTS.get(&pid) {
@@ -137,7 +142,10 @@ pub fn output<T>(kind: EventKind, record: &mut T, header: *mut EventHeader, dedu
         bump(if ok { &s.emitted } else { &s.dropped });
     }
     if !ok && let Some(hash) = dedup_hash {
-        let key = DedupKey { cgroup_id: unsafe { (*header).cgroup_id }, hash };
+        let key = DedupKey {
+            cgroup_id: unsafe { (*header).cgroup_id },
+            hash,
+        };
         let _ = DEDUP.remove(&key);
     }
 }

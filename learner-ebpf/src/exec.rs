@@ -66,7 +66,11 @@ unsafe fn stash_exec(dirfd: i32, filename: *const u8, argv: *const *const u8, fl
     ev.dirfd = dirfd;
     ev._pad = 0;
     let n = unsafe {
-        bpf_probe_read_user_str(ev.filename.as_mut_ptr().cast(), PATH_LEN as u32, filename.cast())
+        bpf_probe_read_user_str(
+            ev.filename.as_mut_ptr().cast(),
+            PATH_LEN as u32,
+            filename.cast(),
+        )
     };
     if n <= 0 {
         ev.filename[0] = 0;

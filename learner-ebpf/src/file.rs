@@ -52,7 +52,9 @@ unsafe fn handle_open(dirfd: i32, path: *const u8, open_flags: u32, flags: u32) 
     ev.header.flags = flags;
     ev.open_flags = open_flags;
     ev.dirfd = dirfd;
-    let n = unsafe { bpf_probe_read_user_str(ev.path.as_mut_ptr().cast(), PATH_LEN as u32, path.cast()) };
+    let n = unsafe {
+        bpf_probe_read_user_str(ev.path.as_mut_ptr().cast(), PATH_LEN as u32, path.cast())
+    };
     let len = if n <= 0 {
         ev.path[0] = 0;
         0
@@ -63,7 +65,10 @@ unsafe fn handle_open(dirfd: i32, path: *const u8, open_flags: u32, flags: u32) 
         ev.header.flags |= FLAG_PATH_TRUNCATED;
     }
     let mut hash = hash_start(&ev.header);
-    hash = mix(hash, ((open_flags & CLASS_BITS) as u64) << 32 | (dirfd as u32) as u64);
+    hash = mix(
+        hash,
+        ((open_flags & CLASS_BITS) as u64) << 32 | (dirfd as u32) as u64,
+    );
     hash = hash_bytes(hash, &ev.path, len);
     if is_repeat(EventKind::Open, cgroup_id, hash, ev.header.ts_ns) {
         return 0;

@@ -24,7 +24,10 @@ pub(crate) const fn arg_offset(n: usize) -> usize {
 /// # Safety
 /// `offset` must lie inside the tracepoint's record and `T` must match the field.
 #[inline(always)]
-pub(crate) unsafe fn ctx_read<T: Copy>(ctx: &aya_ebpf::programs::TracePointContext, offset: usize) -> T {
+pub(crate) unsafe fn ctx_read<T: Copy>(
+    ctx: &aya_ebpf::programs::TracePointContext,
+    offset: usize,
+) -> T {
     use aya_ebpf::EbpfContext;
     unsafe { core::ptr::read_unaligned((ctx.as_ptr() as *const u8).add(offset) as *const T) }
 }

@@ -111,7 +111,11 @@ unsafe fn handle_addr(ctx: &TracePointContext, kind: EventKind) -> u32 {
     ev.fd = fd as i32;
     let key = sock_key(ev.fd);
     ev.sock_type = unsafe { SOCKET_TYPES.get(&key) }.copied().unwrap_or(0);
-    let len = if want > SOCKADDR_LEN { SOCKADDR_LEN } else { want };
+    let len = if want > SOCKADDR_LEN {
+        SOCKADDR_LEN
+    } else {
+        want
+    };
     if len < 2 {
         return 0;
     }
@@ -138,4 +142,3 @@ fn finish(ev: &mut learner_ebpf::NetEvent, kind: EventKind, cgroup_id: u64) -> u
     output(kind, ev, header, Some(hash));
     0
 }
-

@@ -48,12 +48,57 @@ macro_rules! id_probe {
     };
 }
 
-id_probe!(sys_enter_ptrace, "sys_enter_ptrace", EventKind::Ptrace, IdCall::Ptrace);
-id_probe!(sys_enter_setuid, "sys_enter_setuid", EventKind::Setuid, IdCall::Setuid);
-id_probe!(sys_enter_setreuid, "sys_enter_setreuid", EventKind::Setuid, IdCall::Setreuid);
-id_probe!(sys_enter_setresuid, "sys_enter_setresuid", EventKind::Setuid, IdCall::Setresuid);
-id_probe!(sys_enter_setfsuid, "sys_enter_setfsuid", EventKind::Setuid, IdCall::Setfsuid);
-id_probe!(sys_enter_setgid, "sys_enter_setgid", EventKind::Setgid, IdCall::Setgid);
-id_probe!(sys_enter_setregid, "sys_enter_setregid", EventKind::Setgid, IdCall::Setregid);
-id_probe!(sys_enter_setresgid, "sys_enter_setresgid", EventKind::Setgid, IdCall::Setresgid);
-id_probe!(sys_enter_setfsgid, "sys_enter_setfsgid", EventKind::Setgid, IdCall::Setfsgid);
+id_probe!(
+    sys_enter_ptrace,
+    "sys_enter_ptrace",
+    EventKind::Ptrace,
+    IdCall::Ptrace
+);
+id_probe!(
+    sys_enter_setuid,
+    "sys_enter_setuid",
+    EventKind::Setuid,
+    IdCall::Setuid
+);
+id_probe!(
+    sys_enter_setreuid,
+    "sys_enter_setreuid",
+    EventKind::Setuid,
+    IdCall::Setreuid
+);
+id_probe!(
+    sys_enter_setresuid,
+    "sys_enter_setresuid",
+    EventKind::Setuid,
+    IdCall::Setresuid
+);
+id_probe!(
+    sys_enter_setfsuid,
+    "sys_enter_setfsuid",
+    EventKind::Setuid,
+    IdCall::Setfsuid
+);
+id_probe!(
+    sys_enter_setgid,
+    "sys_enter_setgid",
+    EventKind::Setgid,
+    IdCall::Setgid
+);
+id_probe!(
+    sys_enter_setregid,
+    "sys_enter_setregid",
+    EventKind::Setgid,
+    IdCall::Setregid
+);
+id_probe!(
+    sys_enter_setresgid,
+    "sys_enter_setresgid",
+    EventKind::Setgid,
+    IdCall::Setresgid
+);
+id_probe!(
+    sys_enter_setfsgid,
+    "sys_enter_setfsgid",
+    EventKind::Setgid,
+    IdCall::Setfsgid
+);

@@ -71,11 +71,21 @@ impl Capture {
                 monitored.insert(id);
             }
         }
-        let load = LoadOptions { filter: !roots.is_empty(), ..opts.load.clone() };
+        let load = LoadOptions {
+            filter: !roots.is_empty(),
+            ..opts.load.clone()
+        };
         let ids: Vec<u64> = monitored.iter().copied().collect();
         let mut probes = Probes::load(&load, &ids)?;
         let reader = RingReader::new(probes.take_ring()?).context("watching the ring buffer")?;
-        Ok(Capture { probes, reader, enricher, roots, monitored, decode_errors: 0 })
+        Ok(Capture {
+            probes,
+            reader,
+            enricher,
+            roots,
+            monitored,
+            decode_errors: 0,
+        })
     }
 
     /// Adds sub-cgroups created under the watched roots since the last call.
@@ -107,7 +117,12 @@ impl Capture {
 
     /// Waits for events and passes each to `f`; returns how many records were read.
     pub async fn next_batch(&mut self, mut f: impl FnMut(Event)) -> Result<usize> {
-        let Capture { reader, enricher, decode_errors, .. } = self;
+        let Capture {
+            reader,
+            enricher,
+            decode_errors,
+            ..
+        } = self;
         let n = reader
             .read_batch(|b| Self::handle(enricher, decode_errors, b, &mut f))
             .await
@@ -117,7 +132,12 @@ impl Capture {
 
     /// Passes whatever is already in the ring to `f` without waiting.
     pub fn drain(&mut self, mut f: impl FnMut(Event)) -> usize {
-        let Capture { reader, enricher, decode_errors, .. } = self;
+        let Capture {
+            reader,
+            enricher,
+            decode_errors,
+            ..
+        } = self;
         reader.drain(|b| Self::handle(enricher, decode_errors, b, &mut f))
     }
 

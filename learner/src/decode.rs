@@ -65,7 +65,11 @@ pub struct Header {
 fn read<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
     let want = size_of::<T>();
     if bytes.len() < want {
-        return Err(DecodeError::Short { kind, len: bytes.len(), want });
+        return Err(DecodeError::Short {
+            kind,
+            len: bytes.len(),
+            want,
+        });
     }
     // SAFETY: length checked above; T is #[repr(C)] plain data valid for any bit pattern.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
@@ -122,7 +126,11 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             (id_detail(kind, &e), None)
         }
     };
-    Ok(Decoded { header, detail, dirfd })
+    Ok(Decoded {
+        header,
+        detail,
+        dirfd,
+    })
 }
 
 fn exec_detail(e: &ExecEvent) -> EventDetail {
@@ -149,9 +157,11 @@ pub fn endpoint(addr: &SockAddr, sock_type: u32) -> Option<Endpoint> {
     let family = u16::from_ne_bytes([d[0], d[1]]);
     let port = |d: &[u8]| u16::from_be_bytes([d[2], d[3]]);
     let (family, addr, port) = match family {
-        2 if d.len() >= 8 => {
-            (Family::Inet, Ipv4Addr::new(d[4], d[5], d[6], d[7]).to_string(), port(d))
-        }
+        2 if d.len() >= 8 => (
+            Family::Inet,
+            Ipv4Addr::new(d[4], d[5], d[6], d[7]).to_string(),
+            port(d),
+        ),
         10 if d.len() >= 24 => {
             let mut ip = [0u8; 16];
             ip.copy_from_slice(&d[8..24]);
@@ -168,7 +178,12 @@ pub fn endpoint(addr: &SockAddr, sock_type: u32) -> Option<Endpoint> {
         }
         _ => return None,
     };
-    Some(Endpoint { family, protocol: Protocol::from_sock_type(family, sock_type), addr, port })
+    Some(Endpoint {
+        family,
+        protocol: Protocol::from_sock_type(family, sock_type),
+        addr,
+        port,
+    })
 }
 
 /// Name of a ptrace request, for the common ones.
@@ -209,7 +224,11 @@ fn id_detail(kind: EventKind, e: &IdEvent) -> EventDetail {
         })
         .collect();
     let call = call.name().to_string();
-    if kind == EventKind::Setgid { EventDetail::Setgid { call, ids } } else { EventDetail::Setuid { call, ids } }
+    if kind == EventKind::Setgid {
+        EventDetail::Setgid { call, ids }
+    } else {
+        EventDetail::Setuid { call, ids }
+    }
 }
 
 #[cfg(test)]

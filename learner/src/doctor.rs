@@ -56,14 +56,19 @@ pub fn run() -> Vec<Check> {
         "kernel version",
         version.is_some_and(|v| v >= (5, 8)),
         format!("{release} (5.8 or later needed for the BPF ring buffer)"),
-        format!("{release}: Baseliner needs Linux 5.8 or later (BPF ring buffer); upgrade the kernel"),
+        format!(
+            "{release}: Baseliner needs Linux 5.8 or later (BPF ring buffer); upgrade the kernel"
+        ),
     ));
     let btf = Path::new("/sys/kernel/btf/vmlinux");
     out.push(check(
         "kernel BTF",
         btf.exists(),
         format!("{} present", btf.display()),
-        format!("{} missing: use a kernel built with CONFIG_DEBUG_INFO_BTF=y", btf.display()),
+        format!(
+            "{} missing: use a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+            btf.display()
+        ),
     ));
 
     let eff = caps::effective();
@@ -73,20 +78,37 @@ pub fn run() -> Vec<Check> {
         out.push(check(
             cap.name(),
             have || admin,
-            if have { "present".into() } else { "absent, but CAP_SYS_ADMIN covers it".into() },
-            format!("missing: run as root or grant it (`setcap {}+ep $(command -v baseliner)`)", cap.name().to_lowercase()),
+            if have {
+                "present".into()
+            } else {
+                "absent, but CAP_SYS_ADMIN covers it".into()
+            },
+            format!(
+                "missing: run as root or grant it (`setcap {}+ep $(command -v baseliner)`)",
+                cap.name().to_lowercase()
+            ),
         ));
     }
     let old = version.is_some_and(|v| v < (5, 11));
     let sys_resource = caps::has(eff, Cap::SysResource);
     out.push(Check {
         name: Cap::SysResource.name().into(),
-        status: if !old || sys_resource { Status::Pass } else { Status::Fail },
+        status: if !old || sys_resource {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
         detail: match (old, sys_resource) {
-            (false, true) => "present (not needed on 5.11+: BPF memory is charged to the memory cgroup)".into(),
-            (false, false) => "absent, not needed on 5.11+: BPF memory is charged to the memory cgroup".into(),
+            (false, true) => {
+                "present (not needed on 5.11+: BPF memory is charged to the memory cgroup)".into()
+            }
+            (false, false) => {
+                "absent, not needed on 5.11+: BPF memory is charged to the memory cgroup".into()
+            }
             (true, true) => "present (needed before 5.11 to raise RLIMIT_MEMLOCK)".into(),
-            (true, false) => "missing: kernels before 5.11 need it to raise RLIMIT_MEMLOCK for BPF maps".into(),
+            (true, false) => {
+                "missing: kernels before 5.11 need it to raise RLIMIT_MEMLOCK for BPF maps".into()
+            }
         },
     });
 
@@ -107,17 +129,32 @@ pub fn run() -> Vec<Check> {
     ] {
         out.push(match outcome {
             MountOutcome::Present => check(name, true, format!("mounted at {path}"), String::new()),
-            MountOutcome::Mounted => check(name, true, format!("was missing; mounted at {path}"), String::new()),
+            MountOutcome::Mounted => check(
+                name,
+                true,
+                format!("was missing; mounted at {path}"),
+                String::new(),
+            ),
             MountOutcome::Failed(why) => check(name, false, String::new(), why),
         });
     }
 
     match cgroup::cgroup2_mount() {
-        Ok(p) => out.push(check("cgroup2", true, format!("mounted at {}", p.display()), String::new())),
+        Ok(p) => out.push(check(
+            "cgroup2",
+            true,
+            format!("mounted at {}", p.display()),
+            String::new(),
+        )),
         Err(e) => out.push(check("cgroup2", false, String::new(), e.to_string())),
     }
 
-    for (name, ty) in [("map type ring buffer", MapType::RingBuf), ("map type LRU hash", MapType::LruHash), ("map type LPM trie", MapType::LpmTrie), ("map type per-CPU array", MapType::PerCpuArray)] {
+    for (name, ty) in [
+        ("map type ring buffer", MapType::RingBuf),
+        ("map type LRU hash", MapType::LruHash),
+        ("map type LPM trie", MapType::LpmTrie),
+        ("map type per-CPU array", MapType::PerCpuArray),
+    ] {
         let r = is_map_supported(ty);
         out.push(check(
             name,
@@ -131,13 +168,23 @@ pub fn run() -> Vec<Check> {
     }
     for (name, ty, needed) in [
         ("program type tracepoint", ProgramType::TracePoint, true),
-        ("program type cgroup_sock_addr", ProgramType::CgroupSockAddr, true),
+        (
+            "program type cgroup_sock_addr",
+            ProgramType::CgroupSockAddr,
+            true,
+        ),
     ] {
         let r = is_program_supported(ty);
         let ok = matches!(r, Ok(true));
         out.push(Check {
             name: name.into(),
-            status: if ok { Status::Pass } else if needed { Status::Fail } else { Status::Info },
+            status: if ok {
+                Status::Pass
+            } else if needed {
+                Status::Fail
+            } else {
+                Status::Info
+            },
             detail: match r {
                 Ok(true) => "loads".into(),
                 Ok(false) => "not supported by this kernel".into(),
@@ -148,14 +195,21 @@ pub fn run() -> Vec<Check> {
 
     // The decisive check: load and attach every program of the agent (filter on, nothing
     // monitored, so nothing is captured), then detach.
-    let opts = LoadOptions { filter: true, ring_bytes: 64 * 1024, ..LoadOptions::default() };
+    let opts = LoadOptions {
+        filter: true,
+        ring_bytes: 64 * 1024,
+        ..LoadOptions::default()
+    };
     out.push(match Probes::load(&opts, &[]) {
         Ok(p) => {
             drop(p);
             check(
                 "agent programs",
                 true,
-                format!("all {} tracepoint programs load and attach", crate::kernel::load::TRACEPOINTS.len()),
+                format!(
+                    "all {} tracepoint programs load and attach",
+                    crate::kernel::load::TRACEPOINTS.len()
+                ),
                 String::new(),
             )
         }

@@ -26,7 +26,10 @@ pub struct BootClock {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
@@ -35,7 +38,9 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
 impl BootClock {
     /// Measures the offset between the real-time and boot-time clocks now.
     pub fn now() -> Self {
-        BootClock { offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME) }
+        BootClock {
+            offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME),
+        }
     }
 
     /// Unix-epoch nanoseconds of a boot-time timestamp.
@@ -74,14 +79,27 @@ impl ProcessTable {
 
     /// A table reading another procfs root (tests).
     pub fn with_proc_root(root: impl Into<PathBuf>) -> Self {
-        ProcessTable { procs: HashMap::new(), proc_root: root.into() }
+        ProcessTable {
+            procs: HashMap::new(),
+            proc_root: root.into(),
+        }
     }
 
     fn read_proc(&self, pid: u32) -> ProcInfo {
         let dir = self.proc_root.join(pid.to_string());
-        let exe = fs::read_link(dir.join("exe")).ok().map(|p| p.to_string_lossy().into_owned());
-        let ppid = fs::read_to_string(dir.join("stat")).ok().and_then(|s| parse_stat_ppid(&s)).unwrap_or(0);
-        ProcInfo { exe, ppid, from_exec: false, at: Instant::now() }
+        let exe = fs::read_link(dir.join("exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
+        let ppid = fs::read_to_string(dir.join("stat"))
+            .ok()
+            .and_then(|s| parse_stat_ppid(&s))
+            .unwrap_or(0);
+        ProcInfo {
+            exe,
+            ppid,
+            from_exec: false,
+            at: Instant::now(),
+        }
     }
 
     fn make_room(&mut self) {
@@ -94,7 +112,15 @@ impl ProcessTable {
     pub fn exec(&mut self, pid: u32, ppid: u32, exe: &str) {
         self.make_room();
         let ppid = if ppid != 0 { ppid } else { self.lookup(pid).1 };
-        self.procs.insert(pid, ProcInfo { exe: Some(exe.to_string()), ppid, from_exec: true, at: Instant::now() });
+        self.procs.insert(
+            pid,
+            ProcInfo {
+                exe: Some(exe.to_string()),
+                ppid,
+                from_exec: true,
+                at: Instant::now(),
+            },
+        );
     }
 
     /// Executable and parent of `pid` (parent 0 when unknown).
@@ -116,7 +142,11 @@ impl ProcessTable {
     /// Directory a relative path of `pid` is relative to: its cwd, or the directory open as `dirfd`.
     pub fn base_dir(&self, pid: u32, dirfd: i32) -> Option<PathBuf> {
         let dir = self.proc_root.join(pid.to_string());
-        let link = if dirfd == AT_FDCWD { dir.join("cwd") } else { dir.join("fd").join(dirfd.to_string()) };
+        let link = if dirfd == AT_FDCWD {
+            dir.join("cwd")
+        } else {
+            dir.join("fd").join(dirfd.to_string())
+        };
         fs::read_link(link).ok()
     }
 }
@@ -146,7 +176,11 @@ pub struct Enricher {
 impl Enricher {
     /// An enricher attributing cgroups under the cgroup2 mount `cgroup_root`.
     pub fn new(cgroup_root: PathBuf) -> Self {
-        Enricher { clock: BootClock::now(), attributor: Attributor::new(cgroup_root), processes: ProcessTable::new() }
+        Enricher {
+            clock: BootClock::now(),
+            attributor: Attributor::new(cgroup_root),
+            processes: ProcessTable::new(),
+        }
     }
 
     /// The attributor (to resolve `--cgroup` paths with the same cache).
@@ -156,7 +190,11 @@ impl Enricher {
 
     /// Completes a decoded record.
     pub fn enrich(&mut self, d: Decoded) -> Event {
-        let Decoded { header: h, mut detail, dirfd } = d;
+        let Decoded {
+            header: h,
+            mut detail,
+            dirfd,
+        } = d;
         let pid = h.pid;
         let make_abs = |procs: &ProcessTable, p: &mut String| {
             if !p.starts_with('/')
@@ -200,9 +238,15 @@ mod tests {
 
     #[test]
     fn absolutize_resolves_dots() {
-        assert_eq!(absolutize(Path::new("/home/u"), "notes.txt"), "/home/u/notes.txt");
+        assert_eq!(
+            absolutize(Path::new("/home/u"), "notes.txt"),
+            "/home/u/notes.txt"
+        );
         assert_eq!(absolutize(Path::new("/home/u"), "./a/../b"), "/home/u/b");
-        assert_eq!(absolutize(Path::new("/"), "../../etc/shadow"), "/etc/shadow");
+        assert_eq!(
+            absolutize(Path::new("/"), "../../etc/shadow"),
+            "/etc/shadow"
+        );
     }
 
     #[test]
@@ -217,7 +261,13 @@ mod tests {
         let mut t = ProcessTable::new();
         let me = std::process::id();
         let (exe, ppid) = t.lookup(me);
-        assert_eq!(exe.as_deref(), std::env::current_exe().ok().as_deref().and_then(|p| p.to_str()));
+        assert_eq!(
+            exe.as_deref(),
+            std::env::current_exe()
+                .ok()
+                .as_deref()
+                .and_then(|p| p.to_str())
+        );
         assert_eq!(ppid, std::os::unix::process::parent_id());
         t.exec(me, 1, "/usr/bin/other");
         assert_eq!(t.lookup(me), (Some("/usr/bin/other".into()), 1));
@@ -230,7 +280,10 @@ mod tests {
     fn boot_clock_is_close_to_now() {
         let c = BootClock::now();
         let boot = clock_ns(libc::CLOCK_BOOTTIME) as u64;
-        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
         let got = c.to_unix_ns(boot);
         assert!(got.abs_diff(unix) < 1_000_000_000, "{got} vs {unix}");
     }

@@ -7,13 +7,25 @@ use profiles::{Endpoint, Event, EventDetail};
 /// `HH:MM:SS.mmm` (UTC) of a Unix-epoch nanosecond timestamp.
 pub fn clock_time(ts_ns: u64) -> String {
     let d = UNIX_EPOCH + Duration::from_nanos(ts_ns);
-    let secs = d.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = d
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let ms = (ts_ns / 1_000_000) % 1000;
-    format!("{:02}:{:02}:{:02}.{:03}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60, ms)
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+        ms
+    )
 }
 
 fn endpoint(e: &Endpoint) -> String {
-    let proto = serde_json::to_value(e.protocol).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let proto = serde_json::to_value(e.protocol)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
     match e.family {
         profiles::Family::Unix => format!("unix:{} ({proto})", e.addr),
         profiles::Family::Inet6 => format!("[{}]:{} ({proto})", e.addr, e.port),
@@ -22,7 +34,10 @@ fn endpoint(e: &Endpoint) -> String {
 }
 
 fn quote_arg(a: &str) -> String {
-    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.=:,+@%".contains(c)) {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-_.=:,+@%".contains(c))
+    {
         a.to_string()
     } else {
         format!("'{}'", a.replace('\'', r"'\''"))
@@ -32,18 +47,37 @@ fn quote_arg(a: &str) -> String {
 /// What happened, in a few words.
 pub fn describe(detail: &EventDetail) -> String {
     match detail {
-        EventDetail::Exec { argv, argv_truncated, filename } => {
+        EventDetail::Exec {
+            argv,
+            argv_truncated,
+            filename,
+        } => {
             let args: Vec<String> = argv.iter().skip(1).map(|a| quote_arg(a)).collect();
-            format!("{filename} {}{}", args.join(" "), if *argv_truncated { " …(truncated)" } else { "" })
+            format!(
+                "{filename} {}{}",
+                args.join(" "),
+                if *argv_truncated {
+                    " …(truncated)"
+                } else {
+                    ""
+                }
+            )
         }
         EventDetail::Open { path, access, .. } => format!("{path} ({access})"),
         EventDetail::Connect { dest } => endpoint(dest),
         EventDetail::Bind { local } => endpoint(local),
         EventDetail::Listen { local: Some(l) } => endpoint(l),
         EventDetail::Listen { local: None } => "(address bound before capture started)".into(),
-        EventDetail::Ptrace { request_name, target_pid, .. } => format!("{request_name} pid {target_pid}"),
+        EventDetail::Ptrace {
+            request_name,
+            target_pid,
+            ..
+        } => format!("{request_name} pid {target_pid}"),
         EventDetail::Setuid { call, ids } | EventDetail::Setgid { call, ids } => {
-            let ids: Vec<String> = ids.iter().map(|i| i.map_or("-1".into(), |v| v.to_string())).collect();
+            let ids: Vec<String> = ids
+                .iter()
+                .map(|i| i.map_or("-1".into(), |v| v.to_string()))
+                .collect();
             format!("{call}({})", ids.join(", "))
         }
     }
@@ -104,10 +138,20 @@ mod tests {
         assert!(l.starts_with("01:02:03.004 exec"), "{l}");
         assert!(l.ends_with("/bin/sh -c 'echo hi'"), "{l}");
         assert!(l.contains("/system.slice/nginx.service"));
-        let l = line(&event(EventDetail::Open { path: "/etc/shadow".into(), flags: 0, access: Access::Read, path_truncated: false }));
+        let l = line(&event(EventDetail::Open {
+            path: "/etc/shadow".into(),
+            flags: 0,
+            access: Access::Read,
+            path_truncated: false,
+        }));
         assert!(l.ends_with("/etc/shadow (read)"), "{l}");
         let l = line(&event(EventDetail::Connect {
-            dest: Endpoint { family: Family::Inet6, protocol: Protocol::Tcp, addr: "::1".into(), port: 443 },
+            dest: Endpoint {
+                family: Family::Inet6,
+                protocol: Protocol::Tcp,
+                addr: "::1".into(),
+                port: 443,
+            },
         }));
         assert!(l.ends_with("[::1]:443 (tcp)"), "{l}");
     }

@@ -253,3 +253,143 @@ impl EventDetail {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload() -> Workload {
+        Workload {
+            id: "/system.slice/nginx.service".into(),
+            cgroup_id: 42,
+            cgroup: "/system.slice/nginx.service".into(),
+            runtime: None,
+            container_id: None,
+            pod_uid: None,
+            unit: Some("nginx.service".into()),
+        }
+    }
+
+    fn event(detail: EventDetail) -> Event {
+        Event {
+            schema: SCHEMA_VERSION,
+            ts_ns: 1_795_000_000_000_000_000,
+            workload: workload(),
+            pid: 10,
+            tid: 11,
+            ppid: 1,
+            uid: 33,
+            gid: 33,
+            comm: "nginx".into(),
+            exe: Some("/usr/sbin/nginx".into()),
+            detail,
+        }
+    }
+
+    fn ep(port: u16) -> Endpoint {
+        Endpoint {
+            family: Family::Inet,
+            protocol: Protocol::Tcp,
+            addr: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_json() {
+        let details = vec![
+            EventDetail::Exec {
+                filename: "/bin/true".into(),
+                argv: vec!["true".into(), "a b".into()],
+                argv_truncated: false,
+            },
+            EventDetail::Open {
+                path: "/etc/shadow".into(),
+                flags: 0,
+                access: Access::Read,
+                path_truncated: false,
+            },
+            EventDetail::Open {
+                path: "/tmp/x".into(),
+                flags: 0o101,
+                access: Access::Create,
+                path_truncated: true,
+            },
+            EventDetail::Connect { dest: ep(443) },
+            EventDetail::Bind { local: ep(8080) },
+            EventDetail::Listen {
+                local: Some(ep(8080)),
+            },
+            EventDetail::Listen { local: None },
+            EventDetail::Ptrace {
+                request: 16,
+                request_name: "PTRACE_ATTACH".into(),
+                target_pid: 7,
+            },
+            EventDetail::Setuid {
+                call: "setresuid".into(),
+                ids: vec![Some(0), None, Some(0)],
+            },
+            EventDetail::Setgid {
+                call: "setgid".into(),
+                ids: vec![Some(0)],
+            },
+        ];
+        for d in details {
+            let e = event(d);
+            let line = serde_json::to_string(&e).unwrap();
+            assert!(!line.contains('\n'));
+            let back: Event = serde_json::from_str(&line).unwrap();
+            assert_eq!(back, e, "{line}");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["kind"], e.detail.kind());
+        }
+    }
+
+    #[test]
+    fn field_names_are_the_documented_ones() {
+        let v = serde_json::to_value(event(EventDetail::Connect { dest: ep(443) })).unwrap();
+        for key in [
+            "schema", "ts_ns", "workload", "pid", "tid", "ppid", "uid", "gid", "comm", "exe",
+            "kind", "family", "protocol", "addr", "port",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key} in {v}");
+        }
+        assert_eq!(v["workload"]["unit"], "nginx.service");
+        assert!(
+            v["workload"].get("container_id").is_none(),
+            "absent optional fields are omitted"
+        );
+        assert_eq!(v["family"], "inet");
+        assert_eq!(v["protocol"], "tcp");
+    }
+
+    #[test]
+    fn unknown_kinds_and_missing_fields_are_rejected() {
+        let mut v = serde_json::to_value(event(EventDetail::Bind { local: ep(1) })).unwrap();
+        v["kind"] = "teleport".into();
+        assert!(serde_json::from_value::<Event>(v).is_err());
+        let mut v = serde_json::to_value(event(EventDetail::Exec {
+            filename: "/x".into(),
+            argv: vec![],
+            argv_truncated: false,
+        }))
+        .unwrap();
+        v.as_object_mut().unwrap().remove("argv");
+        assert!(serde_json::from_value::<Event>(v).is_err());
+    }
+
+    #[test]
+    fn access_classes_from_flags() {
+        assert_eq!(Access::from_open_flags(0), Access::Read);
+        assert_eq!(Access::from_open_flags(0o2000000), Access::Read); // O_CLOEXEC
+        assert_eq!(Access::from_open_flags(0o1), Access::Write);
+        assert_eq!(Access::from_open_flags(0o2), Access::Write);
+        assert_eq!(Access::from_open_flags(0o1000), Access::Write); // O_TRUNC
+        assert_eq!(Access::from_open_flags(0o100), Access::Create);
+        assert_eq!(Access::from_open_flags(0o101), Access::Create);
+        assert_eq!(Protocol::from_sock_type(Family::Unix, 1), Protocol::Stream);
+        assert_eq!(Protocol::from_sock_type(Family::Inet6, 2), Protocol::Udp);
+        assert_eq!(Protocol::from_sock_type(Family::Inet, 0), Protocol::Unknown);
+    }
+}

@@ -3,6 +3,4 @@
 
 pub mod event;
 
-pub use event::{
-    Access, Endpoint, Event, EventDetail, Family, Protocol, SCHEMA_VERSION, Workload,
-};
+pub use event::{Access, Endpoint, Event, EventDetail, Family, Protocol, SCHEMA_VERSION, Workload};

@@ -52,11 +52,19 @@ impl TestCgroup {
     /// Creates `baseliner-test-<label>-<pid>-<n>` at the top of the cgroup2 hierarchy.
     pub fn new(label: &str) -> io::Result<TestCgroup> {
         let mount = learner::attribution::cgroup::cgroup2_mount().map_err(io::Error::other)?;
-        let name = format!("baseliner-test-{label}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "baseliner-test-{label}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let path = mount.join(&name);
         fs::create_dir(&path)?;
         let id = learner::attribution::cgroup::cgroup_id(&path)?;
-        Ok(TestCgroup { path, rel: format!("/{name}"), id })
+        Ok(TestCgroup {
+            path,
+            rel: format!("/{name}"),
+            id,
+        })
     }
 
     /// A command that moves itself into this cgroup before exec.

@@ -72,7 +72,8 @@ impl<W: Write> Printer<W> {
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("--{name} must be a non-negative number of seconds, got {v}"))
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| anyhow::anyhow!("--{name} must be a non-negative number of seconds, got {v}"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -85,20 +86,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             filter: false,
         },
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(capture(args, opts, duration))
 }
 
-async fn capture(args: Args, opts: CaptureOptions, duration: Option<Duration>) -> anyhow::Result<ExitCode> {
+async fn capture(
+    args: Args,
+    opts: CaptureOptions,
+    duration: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
     let mut cap = Capture::start(&opts)?;
     let what = if opts.cgroups.is_empty() {
         "all cgroups".to_string()
     } else {
-        opts.cgroups.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
+        opts.cgroups
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     tracing::info!("capturing {what}; Ctrl-C to stop");
 
-    let mut out = Printer { out: BufWriter::new(std::io::stdout().lock()), json: args.json, err: None };
+    let mut out = Printer {
+        out: BufWriter::new(std::io::stdout().lock()),
+        json: args.json,
+        err: None,
+    };
     let deadline = async {
         match duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -135,10 +150,17 @@ async fn capture(args: Args, opts: CaptureOptions, duration: Option<Duration>) -
         eprintln!("{j}");
     } else {
         eprintln!("kernel statistics:\n{stats}");
-        eprintln!("received by userspace: {} (decode errors: {})", cap.received(), cap.decode_errors);
+        eprintln!(
+            "received by userspace: {} (decode errors: {})",
+            cap.received(),
+            cap.decode_errors
+        );
     }
     if total.dropped > 0 {
-        tracing::warn!(dropped = total.dropped, "events were dropped because the ring buffer was full; raise --ring-kib");
+        tracing::warn!(
+            dropped = total.dropped,
+            "events were dropped because the ring buffer was full; raise --ring-kib"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -40,7 +40,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.json {
         let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
         println!();
-        println!("{}", if pass { "all checks passed: this host can run the agent".to_string() } else { format!("{failed} check(s) failed") });
+        println!(
+            "{}",
+            if pass {
+                "all checks passed: this host can run the agent".to_string()
+            } else {
+                format!("{failed} check(s) failed")
+            }
+        );
     }
-    Ok(if pass { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

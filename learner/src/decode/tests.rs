@@ -50,7 +50,10 @@ fn exec_with_args_and_truncation() {
     let d = decode(&bytes(&ev)).unwrap();
     assert_eq!(d.header.comm, "curl");
     assert_eq!((d.header.pid, d.header.tid, d.header.ppid), (100, 101, 99));
-    assert_eq!((d.header.uid, d.header.gid, d.header.cgroup_id), (1000, 1001, 7));
+    assert_eq!(
+        (d.header.uid, d.header.gid, d.header.cgroup_id),
+        (1000, 1001, 7)
+    );
     assert_eq!(
         d.detail,
         EventDetail::Exec {
@@ -64,11 +67,28 @@ fn exec_with_args_and_truncation() {
 
 #[test]
 fn open_access_classes() {
-    for (flags, access) in [(0, Access::Read), (0o1, Access::Write), (0o2, Access::Write), (0o101, Access::Create), (0o1001, Access::Write), (0o2000000, Access::Read)] {
-        let ev = OpenEvent { header: header(EventKind::Open, 0), open_flags: flags, dirfd: 3, path: path("etc/passwd") };
+    for (flags, access) in [
+        (0, Access::Read),
+        (0o1, Access::Write),
+        (0o2, Access::Write),
+        (0o101, Access::Create),
+        (0o1001, Access::Write),
+        (0o2000000, Access::Read),
+    ] {
+        let ev = OpenEvent {
+            header: header(EventKind::Open, 0),
+            open_flags: flags,
+            dirfd: 3,
+            path: path("etc/passwd"),
+        };
         let d = decode(&bytes(&ev)).unwrap();
         match d.detail {
-            EventDetail::Open { path, flags: f, access: a, path_truncated } => {
+            EventDetail::Open {
+                path,
+                flags: f,
+                access: a,
+                path_truncated,
+            } => {
                 assert_eq!(path, "etc/passwd");
                 assert_eq!(f, flags);
                 assert_eq!(a, access, "flags {flags:o}");
@@ -87,7 +107,11 @@ fn net(kind: EventKind, sock_type: u32, raw: &[u8]) -> Vec<u8> {
         header: header(kind, 0),
         fd: 3,
         sock_type,
-        addr: SockAddr { len: raw.len() as u32, _pad: 0, data },
+        addr: SockAddr {
+            len: raw.len() as u32,
+            _pad: 0,
+            data,
+        },
     })
 }
 
@@ -102,7 +126,12 @@ fn connect_ipv4_ipv6_unix() {
     assert_eq!(
         d.detail,
         EventDetail::Connect {
-            dest: Endpoint { family: Family::Inet, protocol: Protocol::Tcp, addr: "127.0.0.1".into(), port: 8080 }
+            dest: Endpoint {
+                family: Family::Inet,
+                protocol: Protocol::Tcp,
+                addr: "127.0.0.1".into(),
+                port: 8080
+            }
         }
     );
 
@@ -114,7 +143,12 @@ fn connect_ipv4_ipv6_unix() {
     assert_eq!(
         d.detail,
         EventDetail::Connect {
-            dest: Endpoint { family: Family::Inet6, protocol: Protocol::Udp, addr: "::1".into(), port: 53 }
+            dest: Endpoint {
+                family: Family::Inet6,
+                protocol: Protocol::Udp,
+                addr: "::1".into(),
+                port: 53
+            }
         }
     );
 
@@ -124,7 +158,12 @@ fn connect_ipv4_ipv6_unix() {
     assert_eq!(
         d.detail,
         EventDetail::Connect {
-            dest: Endpoint { family: Family::Unix, protocol: Protocol::Stream, addr: "/run/docker.sock".into(), port: 0 }
+            dest: Endpoint {
+                family: Family::Unix,
+                protocol: Protocol::Stream,
+                addr: "/run/docker.sock".into(),
+                port: 0
+            }
         }
     );
 
@@ -146,17 +185,28 @@ fn bind_and_listen_without_address() {
     v4[..2].copy_from_slice(&2u16.to_ne_bytes());
     v4[2..4].copy_from_slice(&443u16.to_be_bytes());
     let d = decode(&net(EventKind::Bind, 1, &v4)).unwrap();
-    assert!(matches!(d.detail, EventDetail::Bind { ref local } if local.port == 443 && local.addr == "0.0.0.0"));
+    assert!(
+        matches!(d.detail, EventDetail::Bind { ref local } if local.port == 443 && local.addr == "0.0.0.0")
+    );
     let d = decode(&net(EventKind::Listen, 1, &[])).unwrap();
     assert_eq!(d.detail, EventDetail::Listen { local: None });
 }
 
 #[test]
 fn ptrace_and_setid() {
-    let ev = IdEvent { header: header(EventKind::Ptrace, 0), call: IdCall::Ptrace as u32, _pad: 0, args: [16, 4242, 0] };
+    let ev = IdEvent {
+        header: header(EventKind::Ptrace, 0),
+        call: IdCall::Ptrace as u32,
+        _pad: 0,
+        args: [16, 4242, 0],
+    };
     assert_eq!(
         decode(&bytes(&ev)).unwrap().detail,
-        EventDetail::Ptrace { request: 16, request_name: "PTRACE_ATTACH".into(), target_pid: 4242 }
+        EventDetail::Ptrace {
+            request: 16,
+            request_name: "PTRACE_ATTACH".into(),
+            target_pid: 4242
+        }
     );
     let ev = IdEvent {
         header: header(EventKind::Setuid, 0),
@@ -166,17 +216,39 @@ fn ptrace_and_setid() {
     };
     assert_eq!(
         decode(&bytes(&ev)).unwrap().detail,
-        EventDetail::Setuid { call: "setresuid".into(), ids: vec![Some(0), None, Some(0)] }
+        EventDetail::Setuid {
+            call: "setresuid".into(),
+            ids: vec![Some(0), None, Some(0)]
+        }
     );
-    let ev = IdEvent { header: header(EventKind::Setgid, 0), call: IdCall::Setgid as u32, _pad: 0, args: [50, 0, 0] };
-    assert_eq!(decode(&bytes(&ev)).unwrap().detail, EventDetail::Setgid { call: "setgid".into(), ids: vec![Some(50)] });
+    let ev = IdEvent {
+        header: header(EventKind::Setgid, 0),
+        call: IdCall::Setgid as u32,
+        _pad: 0,
+        args: [50, 0, 0],
+    };
+    assert_eq!(
+        decode(&bytes(&ev)).unwrap().detail,
+        EventDetail::Setgid {
+            call: "setgid".into(),
+            ids: vec![Some(50)]
+        }
+    );
 }
 
 #[test]
 fn short_and_unknown_records_are_errors() {
-    let ev = OpenEvent { header: header(EventKind::Open, 0), open_flags: 0, dirfd: -100, path: path("/x") };
+    let ev = OpenEvent {
+        header: header(EventKind::Open, 0),
+        open_flags: 0,
+        dirfd: -100,
+        path: path("/x"),
+    };
     let b = bytes(&ev);
-    assert!(matches!(decode(&b[..100]), Err(DecodeError::Short { kind: 2, .. })));
+    assert!(matches!(
+        decode(&b[..100]),
+        Err(DecodeError::Short { kind: 2, .. })
+    ));
     let mut h = header(EventKind::Open, 0);
     h.kind = 99;
     assert_eq!(decode(&bytes(&h)), Err(DecodeError::UnknownKind(99)));

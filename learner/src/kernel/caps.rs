@@ -89,7 +89,10 @@ mod tests {
         assert!(has(eff, Cap::Bpf));
         assert!(has(eff, Cap::Perfmon));
         assert!(has(eff, Cap::SysAdmin));
-        assert!(!has(eff, Cap::SysResource), "bit 24 is clear in 0x1fffeffffff");
+        assert!(
+            !has(eff, Cap::SysResource),
+            "bit 24 is clear in 0x1fffeffffff"
+        );
     }
 
     #[test]
@@ -97,8 +100,14 @@ mod tests {
         assert_eq!(parse_release("6.18.44-fc-v657"), Some((6, 18)));
         assert_eq!(parse_release("5.4.0-150-generic"), Some((5, 4)));
         assert_eq!(parse_release("garbage"), None);
-        assert_eq!(parse_lockdown("none [integrity] confidentiality\n").as_deref(), Some("integrity"));
-        assert_eq!(parse_lockdown("[none] integrity confidentiality").as_deref(), Some("none"));
+        assert_eq!(
+            parse_lockdown("none [integrity] confidentiality\n").as_deref(),
+            Some("integrity")
+        );
+        assert_eq!(
+            parse_lockdown("[none] integrity confidentiality").as_deref(),
+            Some("none")
+        );
         assert_eq!(parse_lockdown(""), None);
     }
 }

@@ -114,15 +114,27 @@ mod tests {
     use super::*;
 
     fn facts(cap_eff: u64) -> HostFacts {
-        HostFacts { cap_eff, kernel: Some((6, 18)), lockdown: None, btf: true, tracefs: true }
+        HostFacts {
+            cap_eff,
+            kernel: Some((6, 18)),
+            lockdown: None,
+            btf: true,
+            tracefs: true,
+        }
     }
 
     #[test]
     fn eperm_names_the_missing_capabilities() {
         let err = io::Error::from_raw_os_error(libc::EPERM);
         let msg = explain("creating map EVENTS", &err, &facts(0));
-        assert!(msg.contains("CAP_BPF") && msg.contains("CAP_PERFMON"), "{msg}");
-        assert!(!msg.contains("CAP_SYS_RESOURCE"), "not needed on 6.18: {msg}");
+        assert!(
+            msg.contains("CAP_BPF") && msg.contains("CAP_PERFMON"),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains("CAP_SYS_RESOURCE"),
+            "not needed on 6.18: {msg}"
+        );
     }
 
     #[test]
@@ -152,7 +164,9 @@ mod tests {
     #[test]
     fn einval_names_unsupported_type() {
         let err = io::Error::from_raw_os_error(libc::EINVAL);
-        assert!(explain("loading", &err, &facts(u64::MAX)).contains("rejected the program or map type"));
+        assert!(
+            explain("loading", &err, &facts(u64::MAX)).contains("rejected the program or map type")
+        );
     }
 
     #[test]

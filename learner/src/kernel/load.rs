@@ -70,7 +70,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_bytes: 4 << 20, dedup_window: Duration::from_secs(5), filter: false }
+        LoadOptions {
+            ring_bytes: 4 << 20,
+            dedup_window: Duration::from_secs(5),
+            filter: false,
+        }
     }
 }
 
@@ -109,17 +113,25 @@ impl Probes {
                 .ok_or_else(|| LoadError::Missing(format!("program {name}")))?
                 .try_into()
                 .map_err(|e| kernel_err(&format!("program {name}"), &e, &facts))?;
-            prog.load()
-                .map_err(|e| kernel_err(&format!("loading program {name} (tracepoint)"), &e, &facts))?;
+            prog.load().map_err(|e| {
+                kernel_err(&format!("loading program {name} (tracepoint)"), &e, &facts)
+            })?;
             prog.attach(category, name)
                 .map_err(|e| kernel_err(&format!("attaching {category}:{name}"), &e, &facts))?;
         }
-        tracing::debug!(programs = TRACEPOINTS.len(), ring_bytes = ring, "eBPF programs attached");
+        tracing::debug!(
+            programs = TRACEPOINTS.len(),
+            ring_bytes = ring,
+            "eBPF programs attached"
+        );
         Ok(probes)
     }
 
     fn configure(&mut self, opts: &LoadOptions, facts: &HostFacts) -> Result<(), LoadError> {
-        let map = self.ebpf.map_mut("CONFIG").ok_or_else(|| LoadError::Missing("map CONFIG".into()))?;
+        let map = self
+            .ebpf
+            .map_mut("CONFIG")
+            .ok_or_else(|| LoadError::Missing("map CONFIG".into()))?;
         let mut config: Array<&mut MapData, Config> =
             Array::try_from(map).map_err(|e| kernel_err("opening map CONFIG", &e, facts))?;
         let cfg = Config {
@@ -127,7 +139,9 @@ impl Probes {
             _pad: 0,
             dedup_window_ns: opts.dedup_window.as_nanos().min(u64::MAX as u128) as u64,
         };
-        config.set(0, cfg, 0).map_err(|e| kernel_err("writing map CONFIG", &e, facts))
+        config
+            .set(0, cfg, 0)
+            .map_err(|e| kernel_err("writing map CONFIG", &e, facts))
     }
 
     fn monitored_map(&mut self) -> Result<HashMap<&mut MapData, u64, CgroupEntry>, LoadError> {
@@ -135,7 +149,8 @@ impl Probes {
             .ebpf
             .map_mut("MONITORED")
             .ok_or_else(|| LoadError::Missing("map MONITORED".into()))?;
-        HashMap::try_from(map).map_err(|e| kernel_err("opening map MONITORED", &e, &HostFacts::current()))
+        HashMap::try_from(map)
+            .map_err(|e| kernel_err("opening map MONITORED", &e, &HostFacts::current()))
     }
 
     /// Adds a cgroup id to the filter.
@@ -149,22 +164,33 @@ impl Probes {
     pub fn unmonitor(&mut self, cgroup_id: u64) -> Result<(), LoadError> {
         match self.monitored_map()?.remove(&cgroup_id) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(kernel_err("removing a cgroup from MONITORED", &e, &HostFacts::current())),
+            Err(e) => Err(kernel_err(
+                "removing a cgroup from MONITORED",
+                &e,
+                &HostFacts::current(),
+            )),
         }
     }
 
     /// Takes the ring buffer out (once) for a reader.
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
-        let map = self.ebpf.take_map("EVENTS").ok_or_else(|| LoadError::Missing("map EVENTS".into()))?;
-        RingBuf::try_from(map).map_err(|e| kernel_err("opening the ring buffer", &e, &HostFacts::current()))
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| LoadError::Missing("map EVENTS".into()))?;
+        RingBuf::try_from(map)
+            .map_err(|e| kernel_err("opening the ring buffer", &e, &HostFacts::current()))
     }
 
     /// Reads the per-CPU statistics, summed per kind.
     pub fn stats(&self) -> Result<KernelStats, LoadError> {
-        let map = self.ebpf.map("STATS").ok_or_else(|| LoadError::Missing("map STATS".into()))?;
+        let map = self
+            .ebpf
+            .map("STATS")
+            .ok_or_else(|| LoadError::Missing("map STATS".into()))?;
         let facts = || HostFacts::current();
-        let arr: PerCpuArray<&MapData, KindStats> =
-            PerCpuArray::try_from(map).map_err(|e| kernel_err("opening map STATS", &e, &facts()))?;
+        let arr: PerCpuArray<&MapData, KindStats> = PerCpuArray::try_from(map)
+            .map_err(|e| kernel_err("opening map STATS", &e, &facts()))?;
         let mut kinds = Vec::new();
         for kind in EventKind::ALL {
             let per_cpu = arr

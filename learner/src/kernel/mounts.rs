@@ -45,7 +45,11 @@ fn mount(fstype: &str, source: &str, target: &str) -> io::Result<()> {
     let (src, tgt, ty) = (c(source)?, c(target)?, c(fstype)?);
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
     let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn ensure_one(ready: fn() -> bool, fstype: &str, source: &str, target: &str) -> MountOutcome {
@@ -54,7 +58,9 @@ fn ensure_one(ready: fn() -> bool, fstype: &str, source: &str, target: &str) -> 
     }
     match mount(fstype, source, target) {
         Ok(()) if ready() => MountOutcome::Mounted,
-        Ok(()) => MountOutcome::Failed(format!("mounted {fstype} at {target} but it is not usable")),
+        Ok(()) => {
+            MountOutcome::Failed(format!("mounted {fstype} at {target} but it is not usable"))
+        }
         Err(e) => MountOutcome::Failed(format!(
             "{fstype} is not mounted at {target} and mounting it failed: {e} \
              (needs CAP_SYS_ADMIN; run `mount -t {fstype} {source} {target}` as root, \

@@ -49,9 +49,17 @@ impl KernelStats {
 
 impl fmt::Display for KernelStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<8} {:>12} {:>12} {:>12} {:>12}", "kind", "seen", "emitted", "deduplicated", "dropped")?;
+        writeln!(
+            f,
+            "{:<8} {:>12} {:>12} {:>12} {:>12}",
+            "kind", "seen", "emitted", "deduplicated", "dropped"
+        )?;
         let row = |f: &mut fmt::Formatter<'_>, name: &str, s: &KindStats| {
-            writeln!(f, "{:<8} {:>12} {:>12} {:>12} {:>12}", name, s.seen, s.emitted, s.deduplicated, s.dropped)
+            writeln!(
+                f,
+                "{:<8} {:>12} {:>12} {:>12} {:>12}",
+                name, s.seen, s.emitted, s.deduplicated, s.dropped
+            )
         };
         for (k, s) in &self.kinds {
             row(f, k.name(), s)?;
@@ -68,11 +76,35 @@ mod tests {
     fn totals_and_json() {
         let s = KernelStats {
             kinds: vec![
-                (EventKind::Exec, KindStats { seen: 3, emitted: 3, deduplicated: 0, dropped: 0 }),
-                (EventKind::Open, KindStats { seen: 10, emitted: 4, deduplicated: 5, dropped: 1 }),
+                (
+                    EventKind::Exec,
+                    KindStats {
+                        seen: 3,
+                        emitted: 3,
+                        deduplicated: 0,
+                        dropped: 0,
+                    },
+                ),
+                (
+                    EventKind::Open,
+                    KindStats {
+                        seen: 10,
+                        emitted: 4,
+                        deduplicated: 5,
+                        dropped: 1,
+                    },
+                ),
             ],
         };
-        assert_eq!(s.total(), KindStats { seen: 13, emitted: 7, deduplicated: 5, dropped: 1 });
+        assert_eq!(
+            s.total(),
+            KindStats {
+                seen: 13,
+                emitted: 7,
+                deduplicated: 5,
+                dropped: 1
+            }
+        );
         let j = s.to_json();
         assert_eq!(j["open"]["deduplicated"], 5);
         assert_eq!(j["total"]["dropped"], 1);

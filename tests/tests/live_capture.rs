@@ -1,0 +1,268 @@
+//! Live capture (root; runs in CI): a workload in its own cgroup2 directory execs, opens and
+//! connects; each event must arrive attributed to it with the right pid, path, argv and port,
+//! repeats must be deduplicated in the kernel, and processes outside the cgroup must not appear.
+
+use std::{
+    io::Read,
+    net::TcpListener,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use baseliner_tests::{TestCgroup, live_enabled};
+use learner::{
+    capture::{Capture, CaptureOptions},
+    kernel::{KernelStats, LoadOptions},
+};
+use learner_ebpf::EventKind;
+use profiles::{Access, Event, EventDetail, Family, Protocol};
+
+fn temp_dir(label: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("baseliner-live-{label}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Reads events until `done` says the expected ones are in, or the deadline passes; then keeps
+/// reading for a short grace period so that unexpected events would be seen too.
+async fn collect(cap: &mut Capture, events: &mut Vec<Event>, done: impl Fn(&[Event]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(events) && Instant::now() < deadline {
+        let _ = tokio::time::timeout(
+            Duration::from_millis(200),
+            cap.next_batch(|e| events.push(e)),
+        )
+        .await;
+    }
+    let grace = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < grace {
+        let _ = tokio::time::timeout(
+            Duration::from_millis(100),
+            cap.next_batch(|e| events.push(e)),
+        )
+        .await;
+    }
+    cap.drain(|e| events.push(e));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn events_are_attributed_deduplicated_and_filtered() {
+    if !live_enabled("events_are_attributed_deduplicated_and_filtered") {
+        return;
+    }
+    let cg = TestCgroup::new("capture").unwrap();
+    let dir = temp_dir("capture");
+    let file = dir.join("data.txt");
+    std::fs::write(&file, "hello\n").unwrap();
+    std::fs::write(dir.join("relative.txt"), "rel\n").unwrap();
+    let outside_file = dir.join("outside-only.txt");
+    std::fs::write(&outside_file, "x\n").unwrap();
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            drop(s);
+        }
+    });
+
+    let mut cap = Capture::start(&CaptureOptions {
+        cgroups: vec![cg.path.clone()],
+        load: LoadOptions {
+            dedup_window: Duration::from_secs(30),
+            ..LoadOptions::default()
+        },
+    })
+    .expect("capture starts");
+    let before = cap.stats().unwrap();
+
+    // The workload: exec /bin/true with arguments, read the file three times (the second and
+    // third opens are identical repeats), read a file by a relative path, connect to loopback.
+    let script = format!(
+        "/bin/true alpha 'beta gamma' & echo \"true=$!\"; wait; \
+         read -r l < {f}; read -r l < {f}; read -r l < {f}; \
+         cd {d} && read -r l < ./relative.txt; \
+         exec 3<>/dev/tcp/127.0.0.1/{port}; exec 3>&-; sleep 1",
+        f = file.display(),
+        d = dir.display(),
+    );
+    // Events are read while the workload runs, as the agent does: relative paths are resolved
+    // against the live process's working directory (the workload lingers a second at the end).
+    let mut child = cg
+        .command("/bin/bash")
+        .arg("-c")
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bash_pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        out
+    });
+
+    // Outside the cgroup: the same kinds of actions must not be reported.
+    let outside = std::process::Command::new("/bin/cat")
+        .arg(&outside_file)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(outside.success());
+
+    let file_s = file.to_string_lossy().into_owned();
+    let rel_s = dir.join("relative.txt").to_string_lossy().into_owned();
+    let mut events = Vec::new();
+    collect(&mut cap, &mut events, |evs| {
+        evs.iter()
+            .any(|e| matches!(&e.detail, EventDetail::Connect { dest } if dest.port == port))
+    })
+    .await;
+    assert!(child.wait().unwrap().success(), "workload failed");
+    let out = reader.join().unwrap();
+    let true_pid: u32 = out
+        .trim()
+        .strip_prefix("true=")
+        .and_then(|p| p.parse().ok())
+        .expect("true pid");
+    collect(&mut cap, &mut events, |_| true).await;
+
+    // Every event belongs to the test cgroup.
+    assert!(!events.is_empty());
+    for e in &events {
+        assert_eq!(e.workload.cgroup_id, cg.id, "foreign event: {e:?}");
+        assert_eq!(e.workload.id, cg.rel);
+        assert_eq!(e.workload.cgroup, cg.rel);
+        assert_eq!(e.schema, profiles::SCHEMA_VERSION);
+    }
+
+    // exec of /bin/true with its arguments, by the right pid, child of bash.
+    let exec = events
+        .iter()
+        .find(|e| e.pid == true_pid && e.detail.kind() == "exec")
+        .unwrap_or_else(|| panic!("no exec event for pid {true_pid}: {events:#?}"));
+    match &exec.detail {
+        EventDetail::Exec {
+            filename,
+            argv,
+            argv_truncated,
+        } => {
+            assert_eq!(filename, "/bin/true");
+            assert_eq!(argv, &["/bin/true", "alpha", "beta gamma"]);
+            assert!(!argv_truncated);
+        }
+        d => panic!("{d:?}"),
+    }
+    assert_eq!(exec.ppid, bash_pid);
+    assert_eq!(exec.comm, "true");
+    assert_eq!(exec.exe.as_deref(), Some("/bin/true"));
+
+    // The file read three times arrives once: the repeats were counted in the kernel.
+    let opens: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(&e.detail, EventDetail::Open { path, .. } if *path == file_s))
+        .collect();
+    assert_eq!(
+        opens.len(),
+        1,
+        "identical opens must be deduplicated: {opens:#?}"
+    );
+    assert_eq!(opens[0].pid, bash_pid);
+    assert!(matches!(
+        opens[0].detail,
+        EventDetail::Open {
+            access: Access::Read,
+            ..
+        }
+    ));
+    let after = cap.stats().unwrap();
+    let dedup = |s: &KernelStats| s.kind(EventKind::Open).deduplicated;
+    assert!(
+        dedup(&after) - dedup(&before) >= 2,
+        "kernel must count the repeats: {after}"
+    );
+
+    // A relative path is reported absolute.
+    assert!(
+        events.iter().any(
+            |e| matches!(&e.detail, EventDetail::Open { path, .. } if *path == rel_s)
+                && e.pid == bash_pid
+        ),
+        "relative open not resolved to {rel_s}"
+    );
+
+    // The loopback connect, with address, port and protocol.
+    let connect = events
+        .iter()
+        .find_map(|e| match &e.detail {
+            EventDetail::Connect { dest } if dest.port == port => Some((e, dest)),
+            _ => None,
+        })
+        .expect("connect event");
+    assert_eq!(connect.0.pid, bash_pid);
+    assert_eq!(connect.1.addr, "127.0.0.1");
+    assert_eq!(connect.1.family, Family::Inet);
+    assert_eq!(connect.1.protocol, Protocol::Tcp);
+
+    // Nothing from outside the cgroup.
+    let outside_s = outside_file.to_string_lossy();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(&e.detail, EventDetail::Open { path, .. } if *path == outside_s))
+    );
+
+    // Accounting: everything emitted was received.
+    let total = after.total();
+    assert_eq!(cap.received(), total.emitted, "{after}");
+    assert_eq!(total.dropped, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_ring_drops_are_counted_never_silent() {
+    if !live_enabled("a_full_ring_drops_are_counted_never_silent") {
+        return;
+    }
+    let cg = TestCgroup::new("storm").unwrap();
+    // A one-page ring with dedup off, and nobody reading during the flood: it must overflow.
+    let mut cap = Capture::start(&CaptureOptions {
+        cgroups: vec![cg.path.clone()],
+        load: LoadOptions {
+            ring_bytes: 4096,
+            dedup_window: Duration::ZERO,
+            filter: true,
+        },
+    })
+    .unwrap();
+    let status = cg
+        .command("/bin/bash")
+        .arg("-c")
+        .arg("for i in $(seq 1 500); do : < /nonexistent-baseliner-$i 2>/dev/null; done; true")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut received = 0u64;
+    cap.drain(|_| received += 1);
+    let stats = cap.stats().unwrap();
+    let open = stats.kind(EventKind::Open);
+    assert!(open.seen >= 500, "{stats}");
+    assert!(
+        open.dropped > 0,
+        "a 4 KiB ring cannot hold 500 opens: {stats}"
+    );
+    assert_eq!(open.deduplicated, 0, "dedup is off");
+    assert_eq!(
+        open.seen,
+        open.emitted + open.dropped,
+        "every seen event is either sent or counted as dropped: {stats}"
+    );
+    assert_eq!(
+        received,
+        stats.total().emitted,
+        "userspace received exactly what the kernel emitted"
+    );
+    assert_eq!(cap.decode_errors, 0);
+}
