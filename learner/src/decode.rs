@@ -37,6 +37,8 @@ pub struct Decoded {
     pub detail: EventDetail,
     /// Directory fd a relative path is relative to (AT_FDCWD = -100), for exec and open.
     pub dirfd: Option<i32>,
+    /// Socket fd, for connect, bind and listen.
+    pub fd: Option<i32>,
 }
 
 /// The header fields userspace uses.
@@ -96,6 +98,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         gid: h.gid,
         comm: c_str(&h.comm),
     };
+    let mut fd = None;
     let (detail, dirfd) = match kind {
         EventKind::Exec => {
             let e: ExecEvent = read(bytes, h.kind)?;
@@ -113,6 +116,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         }
         EventKind::Connect | EventKind::Bind | EventKind::Listen => {
             let e: NetEvent = read(bytes, h.kind)?;
+            fd = Some(e.fd);
             let ep = endpoint(&e.addr, e.sock_type);
             let detail = match (kind, ep) {
                 (EventKind::Connect, Some(dest)) => EventDetail::Connect { dest },
@@ -130,6 +134,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         header,
         detail,
         dirfd,
+        fd,
     })
 }
 

@@ -10,7 +10,7 @@ use std::{
 
 use profiles::{Event, EventDetail, SCHEMA_VERSION};
 
-use crate::{attribution::Attributor, decode::Decoded};
+use crate::{attribution::Attributor, decode::Decoded, sockets};
 
 /// `AT_FDCWD`: the path is relative to the working directory.
 const AT_FDCWD: i32 = -100;
@@ -194,6 +194,7 @@ impl Enricher {
             header: h,
             mut detail,
             dirfd,
+            fd,
         } = d;
         let pid = h.pid;
         let make_abs = |procs: &ProcessTable, p: &mut String| {
@@ -212,6 +213,18 @@ impl Enricher {
             }
             EventDetail::Open { path, .. } => {
                 make_abs(&self.processes, path);
+                self.processes.lookup(pid)
+            }
+            EventDetail::Listen { local } => {
+                // Bound before the agent started, or to port 0: ask /proc for the real address.
+                if local
+                    .as_ref()
+                    .is_none_or(|l| l.port == 0 && l.family != profiles::Family::Unix)
+                    && let Some(found) = fd
+                        .and_then(|fd| sockets::local_endpoint(&self.processes.proc_root, pid, fd))
+                {
+                    *local = Some(found);
+                }
                 self.processes.lookup(pid)
             }
             _ => self.processes.lookup(pid),

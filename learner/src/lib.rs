@@ -7,4 +7,5 @@ pub mod decode;
 pub mod doctor;
 pub mod enrich;
 pub mod kernel;
+pub mod sockets;
 pub mod view;

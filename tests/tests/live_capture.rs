@@ -266,3 +266,105 @@ async fn a_full_ring_drops_are_counted_never_silent() {
     );
     assert_eq!(cap.decode_errors, 0);
 }
+
+/// Network and privilege events of one Python workload: bind/listen on an ephemeral loopback
+/// port (the real port is reported), IPv6 and unix-socket connects, setgid/setuid, ptrace.
+#[tokio::test(flavor = "current_thread")]
+async fn network_and_privilege_events() {
+    if !live_enabled("network_and_privilege_events") {
+        return;
+    }
+    let cg = TestCgroup::new("netpriv").unwrap();
+    let dir = temp_dir("netpriv");
+    let sock_path = dir.join("app.sock");
+    let mut cap = Capture::start(&CaptureOptions {
+        cgroups: vec![cg.path.clone()],
+        load: LoadOptions::default(),
+    })
+    .unwrap();
+    let script = format!(
+        r#"
+import ctypes, os, socket, subprocess, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); port = s.getsockname()[1]
+u = socket.socket(socket.AF_UNIX); u.bind("{sock}"); u.listen()
+c = socket.socket(socket.AF_UNIX); c.connect("{sock}")
+s6 = socket.socket(socket.AF_INET6); s6.bind(("::1", 0)); s6.listen()
+c6 = socket.socket(socket.AF_INET6); c6.connect(("::1", s6.getsockname()[1]))
+os.setgid(0); os.setresuid(0, -1, 0)
+child = subprocess.Popen(["/bin/sleep", "5"])
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+libc.ptrace(16, child.pid, None, None)
+os.waitpid(child.pid, 0)
+libc.ptrace(17, child.pid, None, None)
+child.kill()
+print(port, child.pid, s6.getsockname()[1], flush=True)
+time.sleep(1)
+"#,
+        sock = sock_path.display()
+    );
+    let mut child = cg
+        .command("/usr/bin/python3")
+        .arg("-c")
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let py_pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        out
+    });
+    let mut events = Vec::new();
+    collect(&mut cap, &mut events, |evs| {
+        evs.iter().any(|e| e.detail.kind() == "ptrace")
+    })
+    .await;
+    assert!(child.wait().unwrap().success(), "python workload failed");
+    let out = reader.join().unwrap();
+    let nums: Vec<u32> = out.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    let (port, sleep_pid, port6) = (nums[0] as u16, nums[1], nums[2] as u16);
+    let mine: Vec<&Event> = events.iter().filter(|e| e.pid == py_pid).collect();
+    let find = |pred: &dyn Fn(&EventDetail) -> bool| mine.iter().any(|e| pred(&e.detail));
+
+    assert!(
+        find(
+            &|d| matches!(d, EventDetail::Bind { local } if local.addr == "127.0.0.1" && local.port == 0 && local.protocol == Protocol::Tcp)
+        ),
+        "bind to port 0 is reported as requested: {mine:#?}"
+    );
+    assert!(
+        find(
+            &|d| matches!(d, EventDetail::Listen { local: Some(l) } if l.addr == "127.0.0.1" && l.port == port)
+        ),
+        "listen reports the port actually bound ({port}): {mine:#?}"
+    );
+    assert!(find(
+        &|d| matches!(d, EventDetail::Listen { local: Some(l) } if l.family == Family::Inet6 && l.port == port6)
+    ));
+    let sock_s = sock_path.to_string_lossy();
+    assert!(find(
+        &|d| matches!(d, EventDetail::Listen { local: Some(l) } if l.family == Family::Unix && l.addr == sock_s)
+    ));
+    assert!(find(
+        &|d| matches!(d, EventDetail::Connect { dest } if dest.family == Family::Unix && dest.addr == sock_s && dest.protocol == Protocol::Stream)
+    ));
+    assert!(find(
+        &|d| matches!(d, EventDetail::Connect { dest } if dest.family == Family::Inet6 && dest.addr == "::1" && dest.port == port6)
+    ));
+    assert!(find(
+        &|d| matches!(d, EventDetail::Setgid { call, ids } if call == "setgid" && ids == &[Some(0)])
+    ));
+    assert!(find(
+        &|d| matches!(d, EventDetail::Setuid { call, ids } if call == "setresuid" && ids == &[Some(0), None, Some(0)])
+    ));
+    assert!(
+        find(
+            &|d| matches!(d, EventDetail::Ptrace { request: 16, target_pid, .. } if *target_pid == sleep_pid)
+        ),
+        "PTRACE_ATTACH of pid {sleep_pid}: {mine:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
