@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Sets up everything, then runs the whole test suite: formatting, lints, unit tests, the live
+# eBPF tests (root; under CI=true they must run, elsewhere they skip with a reason) and a short
+# run of the overhead benchmark, whose drop-accounting check must pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASELINER_TEST_PACKAGES=1 ./deploy/toolchain.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy (host crates)"
+cargo clippy --all-targets -- -D warnings
+step "cargo build (debug binary used by the CLI tests)"
+cargo build -p learner --bin baseliner
+step "cargo test (unit, contract, live eBPF)"
+cargo test -- --nocapture 2>&1 | tee /tmp/baseliner-test.log | grep -E '^(test |SKIP|running|test result)|panicked' || true
+status=${PIPESTATUS[0]}
+if [ "$status" -ne 0 ]; then
+  echo "tests failed (full log: /tmp/baseliner-test.log)" >&2
+  exit "$status"
+fi
+step "overhead benchmark (short run)"
+cargo build --release -p learner --bin baseliner
+BENCH_SECONDS=${BENCH_SECONDS:-1} BENCH_ROUNDS=${BENCH_ROUNDS:-1} cargo bench -p baseliner-tests --bench overhead
+step "all tests passed"
