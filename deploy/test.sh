@@ -15,12 +15,8 @@ cargo clippy --all-targets -- -D warnings
 step "cargo build (debug binary used by the CLI tests)"
 cargo build -p learner --bin baseliner
 step "cargo test (unit, contract, live eBPF)"
-cargo test -- --nocapture 2>&1 | tee /tmp/baseliner-test.log | grep -E '^(test |SKIP|running|test result)|panicked' || true
-status=${PIPESTATUS[0]}
-if [ "$status" -ne 0 ]; then
-  echo "tests failed (full log: /tmp/baseliner-test.log)" >&2
-  exit "$status"
-fi
+# --nocapture so that a skipped live test's reason is printed.
+cargo test -- --nocapture
 step "overhead benchmark (short run)"
 cargo build --release -p learner --bin baseliner
 BENCH_SECONDS=${BENCH_SECONDS:-1} BENCH_ROUNDS=${BENCH_ROUNDS:-1} cargo bench -p baseliner-tests --bench overhead
