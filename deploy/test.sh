@@ -12,6 +12,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (host crates)"
 cargo clippy --all-targets -- -D warnings
+step "cargo clippy (eBPF crate, BPF target)"
+cargo +nightly clippy -p learner-ebpf --bins --target bpfel-unknown-none -Z build-std=core --release -- -D warnings
 step "cargo build (debug binary used by the CLI tests)"
 cargo build -p learner --bin baseliner
 step "cargo test (unit, contract, live eBPF)"

@@ -15,7 +15,7 @@ use crate::maps::{CONFIG, DEDUP, EVENTS, MONITORED, PARENTS, STATS};
 pub fn monitored_cgroup() -> Option<u64> {
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let cfg = CONFIG.get(0)?;
-    if cfg.filter_enabled != 0 && unsafe { MONITORED.get(&cgroup_id) }.is_none() {
+    if cfg.filter_enabled != 0 && unsafe { MONITORED.get(cgroup_id) }.is_none() {
         return None;
     }
     Some(cgroup_id)
@@ -75,7 +75,7 @@ pub fn hash_start(h: &EventHeader) -> u64 {
 /// `buf` must start 8-byte aligned; `N` must be a multiple of 8.
 #[inline(always)]
 pub fn hash_bytes<const N: usize>(mut hash: u64, buf: &[u8; N], len: usize) -> u64 {
-    let words = (len + 7) / 8;
+    let words = len.div_ceil(8);
     let mut i = 0;
     while i < N / 8 {
         if i >= words {
@@ -105,7 +105,7 @@ pub fn is_repeat(kind: EventKind, cgroup_id: u64, hash: u64, now: u64) -> bool {
         return false;
     }
     let key = DedupKey { cgroup_id, hash };
-    if let Some(last) = DEDUP.get_ptr_mut(&key) {
+    if let Some(last) = DEDUP.get_ptr_mut(key) {
         // SAFETY: a live map value; a racing writer can only store another timestamp.
         let last = unsafe { &mut *last };
         if now.wrapping_sub(*last) < window {
@@ -117,7 +117,7 @@ pub fn is_repeat(kind: EventKind, cgroup_id: u64, hash: u64, now: u64) -> bool {
         *last = now;
         return false;
     }
-    let _ = DEDUP.insert(&key, &now, 0);
+    let _ = DEDUP.insert(key, now, 0);
     false
 }
 
@@ -133,7 +133,7 @@ pub fn output<T>(
 ) {
     unsafe {
         let pid = (*header).pid;
-        if let Some(ppid) = PARENTS.get(&pid) {
+        if let Some(ppid) = PARENTS.get(pid) {
             (*header).ppid = *ppid;
         }
     }
@@ -146,6 +146,6 @@ pub fn output<T>(
             cgroup_id: unsafe { (*header).cgroup_id },
             hash,
         };
-        let _ = DEDUP.remove(&key);
+        let _ = DEDUP.remove(key);
     }
 }

@@ -27,7 +27,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     // child_pid at offset 20; the forking task is current.
     let child: i32 = unsafe { ctx_read(&ctx, 20) };
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let _ = PARENTS.insert(&(child as u32), &parent, 0);
+    let _ = PARENTS.insert(child as u32, parent, 0);
     0
 }
 
@@ -111,15 +111,17 @@ unsafe fn stash_exec(dirfd: i32, filename: *const u8, argv: *const *const u8, fl
     }
     if i == MAX_ARGS {
         // Arguments beyond the ones kept?
-        if let Ok(p) = unsafe { bpf_probe_read_user::<*const u8>(argv.add(MAX_ARGS)) } {
-            if !p.is_null() {
-                ev.header.flags |= FLAG_ARGV_TRUNCATED;
-            }
+        if let Ok(p) = unsafe { bpf_probe_read_user::<*const u8>(argv.add(MAX_ARGS)) }
+            && !p.is_null()
+        {
+            ev.header.flags |= FLAG_ARGV_TRUNCATED;
         }
     }
     ev.argc = argc;
     ev.argv_len = off as u32;
-    let _ = EXEC_PENDING.insert(&ev.header.tid, &*ev, 0);
+    // By reference: a by-value copy of the 1.6 KiB record would overflow the 512-byte BPF stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let _ = EXEC_PENDING.insert(ev.header.tid, &*ev, 0);
     0
 }
 
@@ -130,13 +132,13 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     // the group leader.
     let old_pid: i32 = unsafe { ctx_read(&ctx, 16) };
     let old_pid = old_pid as u32;
-    let Some(ev) = EXEC_PENDING.get_ptr_mut(&old_pid) else {
+    let Some(ev) = EXEC_PENDING.get_ptr_mut(old_pid) else {
         return 0;
     };
     let ev = unsafe { &mut *ev };
     count_seen(EventKind::Exec);
     let Some(cgroup_id) = monitored_cgroup() else {
-        let _ = EXEC_PENDING.remove(&old_pid);
+        let _ = EXEC_PENDING.remove(old_pid);
         return 0;
     };
     // Refresh the task fields: pid, comm and credentials are those of the new image.
@@ -145,6 +147,6 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     ev.header.flags = flags;
     let header = &mut ev.header as *mut _;
     output(EventKind::Exec, ev, header, None);
-    let _ = EXEC_PENDING.remove(&old_pid);
+    let _ = EXEC_PENDING.remove(old_pid);
     0
 }

@@ -26,7 +26,7 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
     }
     let ty: u64 = unsafe { ctx_read(&ctx, arg_offset(1)) };
     let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = SOCKET_PENDING.insert(&tid, &((ty as u32) & SOCK_TYPE_MASK), 0);
+    let _ = SOCKET_PENDING.insert(tid, (ty as u32) & SOCK_TYPE_MASK, 0);
     0
 }
 
@@ -34,14 +34,14 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
-    let Some(ty) = (unsafe { SOCKET_PENDING.get(&tid) }).copied() else {
+    let Some(ty) = (unsafe { SOCKET_PENDING.get(tid) }).copied() else {
         return 0;
     };
-    let _ = SOCKET_PENDING.remove(&tid);
+    let _ = SOCKET_PENDING.remove(tid);
     let fd: i64 = unsafe { ctx_read(&ctx, 16) };
     if fd >= 0 {
         let key = (pid_tgid & 0xffff_ffff_0000_0000) | fd as u64;
-        let _ = SOCKET_TYPES.insert(&key, &ty, 0);
+        let _ = SOCKET_TYPES.insert(key, ty, 0);
     }
     0
 }
@@ -70,8 +70,8 @@ pub fn sys_enter_listen(ctx: TracePointContext) -> u32 {
     fill_header(&mut ev.header, EventKind::Listen, cgroup_id);
     ev.fd = fd as i32;
     let key = sock_key(ev.fd);
-    ev.sock_type = unsafe { SOCKET_TYPES.get(&key) }.copied().unwrap_or(0);
-    match unsafe { BOUND.get(&key) } {
+    ev.sock_type = unsafe { SOCKET_TYPES.get(key) }.copied().unwrap_or(0);
+    match unsafe { BOUND.get(key) } {
         Some(addr) => ev.addr = *addr,
         None => ev.addr.len = 0,
     }
@@ -110,7 +110,7 @@ unsafe fn handle_addr(ctx: &TracePointContext, kind: EventKind) -> u32 {
     fill_header(&mut ev.header, kind, cgroup_id);
     ev.fd = fd as i32;
     let key = sock_key(ev.fd);
-    ev.sock_type = unsafe { SOCKET_TYPES.get(&key) }.copied().unwrap_or(0);
+    ev.sock_type = unsafe { SOCKET_TYPES.get(key) }.copied().unwrap_or(0);
     let len = if want > SOCKADDR_LEN {
         SOCKADDR_LEN
     } else {
@@ -124,7 +124,9 @@ unsafe fn handle_addr(ctx: &TracePointContext, kind: EventKind) -> u32 {
     }
     ev.addr.len = len as u32;
     if matches!(kind, EventKind::Bind) {
-        let _ = BOUND.insert(&key, &ev.addr, 0);
+        // By reference: no 136-byte copy on the BPF stack.
+        #[allow(clippy::needless_borrows_for_generic_args)]
+        let _ = BOUND.insert(key, &ev.addr, 0);
     }
     finish(ev, kind, cgroup_id)
 }
