@@ -121,6 +121,25 @@ pub fn is_repeat(kind: EventKind, cgroup_id: u64, hash: u64, now: u64) -> bool {
     false
 }
 
+/// `BPF_RB_NO_WAKEUP` while little data waits in the ring, `BPF_RB_FORCE_WAKEUP` once
+/// `Config::wakeup_bytes` have accumulated.
+#[inline(always)]
+fn wakeup_flag() -> u64 {
+    const BPF_RB_NO_WAKEUP: u64 = 1;
+    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+    const BPF_RB_AVAIL_DATA: u64 = 0;
+    match CONFIG.get(0) {
+        Some(cfg) if cfg.wakeup_bytes > 0 => {
+            if EVENTS.query(BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            }
+        }
+        _ => 0,
+    }
+}
+
 /// Sets the parent pid from the fork map, writes the record to the ring buffer and counts it.
 /// When the ring is full the record is counted as dropped, and its dedup entry is forgotten so
 /// the next repeat is sent rather than counted as already seen.
@@ -137,7 +156,7 @@ pub fn output<T>(
             (*header).ppid = *ppid;
         }
     }
-    let ok = EVENTS.output::<T>(&*record, 0).is_ok();
+    let ok = EVENTS.output::<T>(&*record, wakeup_flag()).is_ok();
     if let Some(s) = stats(kind) {
         bump(if ok { &s.emitted } else { &s.dropped });
     }

@@ -290,6 +290,10 @@ pub struct Config {
     pub _pad: u32,
     /// Window in which an identical repeat is counted instead of sent; 0 disables dedup.
     pub dedup_window_ns: u64,
+    /// Userspace is woken only once this many bytes wait in the ring; below that it drains the
+    /// ring on its own timer. Batching wakeups keeps the reader from preempting the workload
+    /// for every event. 0 wakes it for every event.
+    pub wakeup_bytes: u64,
 }
 
 /// Key of the `DEDUP` LRU map.

@@ -233,7 +233,7 @@ async fn a_full_ring_drops_are_counted_never_silent() {
         load: LoadOptions {
             ring_bytes: 4096,
             dedup_window: Duration::ZERO,
-            filter: true,
+            ..LoadOptions::default()
         },
     })
     .unwrap();

@@ -83,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         load: LoadOptions {
             ring_bytes: args.ring_kib.saturating_mul(1024),
             dedup_window: seconds("dedup-window", args.dedup_window)?,
-            filter: false,
+            ..LoadOptions::default()
         },
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -66,6 +66,9 @@ pub struct LoadOptions {
     pub dedup_window: Duration,
     /// Watch only cgroups added with [`Probes::monitor`]; otherwise every cgroup.
     pub filter: bool,
+    /// Wake the reader only once this much data waits (it also drains on its own timer,
+    /// [`super::ring::POLL_INTERVAL`]); `None` picks 1/16 of the ring, 0 wakes it for every event.
+    pub wakeup_bytes: Option<u32>,
 }
 
 impl Default for LoadOptions {
@@ -74,6 +77,7 @@ impl Default for LoadOptions {
             ring_bytes: 4 << 20,
             dedup_window: Duration::from_secs(5),
             filter: false,
+            wakeup_bytes: None,
         }
     }
 }
@@ -102,7 +106,7 @@ impl Probes {
             .load(EBPF_OBJECT)
             .map_err(|e| kernel_err("loading the eBPF object (creating maps)", &e, &facts))?;
         let mut probes = Probes { ebpf };
-        probes.configure(opts, &facts)?;
+        probes.configure(opts, ring, &facts)?;
         for id in monitored {
             probes.monitor(*id)?;
         }
@@ -127,7 +131,12 @@ impl Probes {
         Ok(probes)
     }
 
-    fn configure(&mut self, opts: &LoadOptions, facts: &HostFacts) -> Result<(), LoadError> {
+    fn configure(
+        &mut self,
+        opts: &LoadOptions,
+        ring: u32,
+        facts: &HostFacts,
+    ) -> Result<(), LoadError> {
         let map = self
             .ebpf
             .map_mut("CONFIG")
@@ -138,6 +147,7 @@ impl Probes {
             filter_enabled: opts.filter as u32,
             _pad: 0,
             dedup_window_ns: opts.dedup_window.as_nanos().min(u64::MAX as u128) as u64,
+            wakeup_bytes: u64::from(opts.wakeup_bytes.unwrap_or(ring / 16)),
         };
         config
             .set(0, cfg, 0)

@@ -1,7 +1,13 @@
 //! The asynchronous ring-buffer reader.
 
+use std::time::Duration;
+
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
+
+/// How often the reader drains the ring without being woken. The kernel side wakes it only once
+/// enough data waits, so this bounds the delay of a lone event.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Reads records from the kernel ring buffer as they arrive.
 pub struct RingReader {
@@ -20,29 +26,34 @@ impl RingReader {
         Ok(RingReader { fd, received: 0 })
     }
 
-    /// Waits until records are available, then passes each to `f` (borrowed from the ring, so
-    /// nothing is copied). Returns the number of records handled.
-    pub async fn read_batch(&mut self, mut f: impl FnMut(&[u8])) -> std::io::Result<usize> {
-        let mut guard = self.fd.readable_mut().await?;
-        let ring = guard.get_inner_mut();
+    /// Waits until the kernel wakes the reader or [`POLL_INTERVAL`] passes, then passes each
+    /// waiting record to `f` (borrowed from the ring, so nothing is copied). Returns the number
+    /// of records handled (possibly 0).
+    pub async fn read_batch(&mut self, f: impl FnMut(&[u8])) -> std::io::Result<usize> {
+        match tokio::time::timeout(POLL_INTERVAL, self.fd.readable_mut()).await {
+            Ok(guard) => {
+                let mut guard = guard?;
+                let n = Self::drain_ring(guard.get_inner_mut(), f);
+                guard.clear_ready();
+                self.received += n as u64;
+                Ok(n)
+            }
+            Err(_elapsed) => Ok(self.drain(f)),
+        }
+    }
+
+    fn drain_ring(ring: &mut RingBuf<MapData>, mut f: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
         while let Some(item) = ring.next() {
             f(&item);
             n += 1;
         }
-        guard.clear_ready();
-        self.received += n as u64;
-        Ok(n)
+        n
     }
 
     /// Handles whatever is in the ring now without waiting (used at shutdown).
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
-        let ring = self.fd.get_mut();
-        let mut n = 0;
-        while let Some(item) = ring.next() {
-            f(&item);
-            n += 1;
-        }
+    pub fn drain(&mut self, f: impl FnMut(&[u8])) -> usize {
+        let n = Self::drain_ring(self.fd.get_mut(), f);
         self.received += n as u64;
         n
     }
