@@ -3,10 +3,10 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::helpers::{
-    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-    bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+    bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    bpf_ktime_get_boot_ns, generated::bpf_get_current_comm,
 };
-use learner_ebpf::{DedupKey, EventHeader, EventKind, FNV_OFFSET, KindStats, mix};
+use learner_ebpf::{COMM_LEN, DedupKey, EventHeader, EventKind, FNV_OFFSET, KindStats, mix};
 
 use crate::maps::{CONFIG, DEDUP, EVENTS, MONITORED, PARENTS, STATS};
 
@@ -44,22 +44,29 @@ pub fn count_seen(kind: EventKind) {
     }
 }
 
-/// Fills the common header for the current task.
+/// Starts the common header: what the dedup identity needs (kind, cgroup, time, task name).
+/// The process fields are filled by [`output`], so a deduplicated event never pays for them.
 #[inline(always)]
-pub fn fill_header(h: &mut EventHeader, kind: EventKind, cgroup_id: u64) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let uid_gid = bpf_get_current_uid_gid();
+pub fn begin_header(h: &mut EventHeader, kind: EventKind, cgroup_id: u64) {
     h.kind = kind as u32;
     h.flags = 0;
     h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
     h.cgroup_id = cgroup_id;
+    // The helper NUL-pads the name, so no zeroing first.
+    unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), COMM_LEN as u32) };
+}
+
+/// Fills the process fields of the header for the current task.
+#[inline(always)]
+pub fn fill_task(h: &mut EventHeader) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
     h.pid = (pid_tgid >> 32) as u32;
     h.tid = pid_tgid as u32;
     h.ppid = 0;
     h.uid = uid_gid as u32;
     h.gid = (uid_gid >> 32) as u32;
     h._pad = 0;
-    h.comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
 }
 
 /// Starts an identity hash with the kind and the task's command name.
@@ -140,7 +147,8 @@ fn wakeup_flag() -> u64 {
     }
 }
 
-/// Sets the parent pid from the fork map, writes the record to the ring buffer and counts it.
+/// Fills the process fields and the parent pid (from the fork map), writes the record to the ring
+/// buffer and counts it.
 /// When the ring is full the record is counted as dropped, and its dedup entry is forgotten so
 /// the next repeat is sent rather than counted as already seen.
 #[inline(always)]
@@ -151,6 +159,7 @@ pub fn output<T>(
     dedup_hash: Option<u64>,
 ) {
     unsafe {
+        fill_task(&mut *header);
         let pid = (*header).pid;
         if let Some(ppid) = PARENTS.get(pid) {
             (*header).ppid = *ppid;

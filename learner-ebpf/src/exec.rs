@@ -11,8 +11,8 @@ use learner_ebpf::{
 };
 
 use crate::{
-    arg_offset, ctx_read,
-    emit::{count_seen, fill_header, monitored_cgroup, output},
+    ctx_read,
+    emit::{begin_header, count_seen, fill_task, monitored_cgroup, output},
     maps::{EXEC_PENDING, EXEC_SCRATCH, PARENTS},
 };
 
@@ -31,37 +31,50 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_execve")]
-pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
+/// `execve(filename, argv, envp)`.
+#[inline(always)]
+pub unsafe fn execve(cgroup_id: u64, a: &[u64; 6]) {
     unsafe {
-        let filename: *const u8 = ctx_read(&ctx, arg_offset(0));
-        let argv: *const *const u8 = ctx_read(&ctx, arg_offset(1));
-        stash_exec(AT_FDCWD, filename, argv, 0)
+        stash_exec(
+            cgroup_id,
+            AT_FDCWD,
+            a[0] as *const u8,
+            a[1] as *const *const u8,
+            0,
+        )
     }
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_execveat")]
-pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
+/// `execveat(dirfd, filename, argv, envp, flags)`.
+#[inline(always)]
+pub unsafe fn execveat(cgroup_id: u64, a: &[u64; 6]) {
     unsafe {
-        let dirfd: i64 = ctx_read(&ctx, arg_offset(0));
-        let filename: *const u8 = ctx_read(&ctx, arg_offset(1));
-        let argv: *const *const u8 = ctx_read(&ctx, arg_offset(2));
-        stash_exec(dirfd as i32, filename, argv, FLAG_EXECVEAT)
+        stash_exec(
+            cgroup_id,
+            a[0] as i32,
+            a[1] as *const u8,
+            a[2] as *const *const u8,
+            FLAG_EXECVEAT,
+        )
     }
 }
 
 /// Reads filename and argv at syscall entry (the only time the user memory is there) and keeps
 /// them by tid until `sched_process_exec` confirms the exec; a failed exec is never emitted.
 #[inline(always)]
-unsafe fn stash_exec(dirfd: i32, filename: *const u8, argv: *const *const u8, flags: u32) -> u32 {
-    let Some(cgroup_id) = monitored_cgroup() else {
-        return 0;
-    };
+unsafe fn stash_exec(
+    cgroup_id: u64,
+    dirfd: i32,
+    filename: *const u8,
+    argv: *const *const u8,
+    flags: u32,
+) {
     let Some(ev) = EXEC_SCRATCH.get_ptr_mut(0) else {
-        return 0;
+        return;
     };
     let ev = unsafe { &mut *ev };
-    fill_header(&mut ev.header, EventKind::Exec, cgroup_id);
+    begin_header(&mut ev.header, EventKind::Exec, cgroup_id);
+    fill_task(&mut ev.header);
     ev.header.flags = flags;
     ev.dirfd = dirfd;
     ev._pad = 0;
@@ -122,7 +135,6 @@ unsafe fn stash_exec(dirfd: i32, filename: *const u8, argv: *const *const u8, fl
     // By reference: a by-value copy of the 1.6 KiB record would overflow the 512-byte BPF stack.
     #[allow(clippy::needless_borrows_for_generic_args)]
     let _ = EXEC_PENDING.insert(ev.header.tid, &*ev, 0);
-    0
 }
 
 /// `sched:sched_process_exec`: the exec succeeded; emit what was stashed at entry.
@@ -143,7 +155,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     };
     // Refresh the task fields: pid, comm and credentials are those of the new image.
     let flags = ev.header.flags;
-    fill_header(&mut ev.header, EventKind::Exec, cgroup_id);
+    begin_header(&mut ev.header, EventKind::Exec, cgroup_id);
     ev.header.flags = flags;
     let header = &mut ev.header as *mut _;
     output(EventKind::Exec, ev, header, None);

@@ -12,12 +12,7 @@ mod file;
 mod maps;
 mod net;
 mod privilege;
-
-/// Offset of syscall argument `n` in a `syscalls:sys_enter_*` tracepoint record.
-#[inline(always)]
-pub(crate) const fn arg_offset(n: usize) -> usize {
-    16 + 8 * n
-}
+mod syscalls;
 
 /// Reads a field of a tracepoint record (the verifier allows direct context loads).
 ///

@@ -36,13 +36,9 @@ pub static PARENTS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(65536, 0
 #[map]
 pub static EXEC_PENDING: LruHashMap<u32, ExecEvent> = LruHashMap::with_max_entries(1024, 0);
 
-/// socket() type requested by a thread, until the syscall returns the fd.
+/// tid → (family << 16 | type) of the thread's last socket() call.
 #[map]
-pub static SOCKET_PENDING: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
-
-/// (tgid << 32 | fd) → socket type.
-#[map]
-pub static SOCKET_TYPES: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
+pub static LAST_SOCKET: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
 
 /// (tgid << 32 | fd) → address the socket was bound to, for listen events.
 #[map]

@@ -13,6 +13,7 @@ use crate::{
     kernel::{
         LoadOptions, Probes,
         caps::{self, Cap},
+        load,
         mounts::{self, MountOutcome},
     },
 };
@@ -169,6 +170,11 @@ pub fn run() -> Vec<Check> {
     for (name, ty, needed) in [
         ("program type tracepoint", ProgramType::TracePoint, true),
         (
+            "program type raw tracepoint",
+            ProgramType::RawTracePoint,
+            true,
+        ),
+        (
             "program type cgroup_sock_addr",
             ProgramType::CgroupSockAddr,
             true,
@@ -207,8 +213,10 @@ pub fn run() -> Vec<Check> {
                 "agent programs",
                 true,
                 format!(
-                    "all {} tracepoint programs load and attach",
-                    crate::kernel::load::TRACEPOINTS.len()
+                    "all {} programs ({} tracepoints, {} raw tracepoints) load and attach",
+                    load::TRACEPOINTS.len() + load::RAW_TRACEPOINTS.len(),
+                    load::TRACEPOINTS.len(),
+                    load::RAW_TRACEPOINTS.len()
                 ),
                 String::new(),
             )

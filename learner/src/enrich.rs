@@ -227,6 +227,18 @@ impl Enricher {
                 }
                 self.processes.lookup(pid)
             }
+            EventDetail::Connect { dest: ep } | EventDetail::Bind { local: ep }
+                if ep.protocol == profiles::Protocol::Unknown
+                    && ep.family != profiles::Family::Unix =>
+            {
+                // The socket predates the agent: its protocol is in /proc while it is open.
+                if let Some(found) =
+                    fd.and_then(|fd| sockets::local_endpoint(&self.processes.proc_root, pid, fd))
+                {
+                    ep.protocol = found.protocol;
+                }
+                self.processes.lookup(pid)
+            }
             _ => self.processes.lookup(pid),
         };
         Event {
