@@ -1,0 +1,318 @@
+//! Capture overhead: how much slower tight loops run while `baseliner capture` watches them.
+//!
+//! Each loop runs in a child process (this binary re-executed with `__loop ...`) inside a private
+//! cgroup2 directory, so the agent's cgroup filter selects it — the realistic case of a
+//! monitored workload. Each round measures agent off and on back to back (odd rounds off first, even rounds on first); the slowdown is the median of the per-round ratios. The agent's
+//! stdout (one JSON event per line) is read and counted by this process, so userspace decoding
+//! and serialisation are part of the cost. A final storm with a 4 KiB ring checks that every
+//! event the kernel saw is accounted for (emitted, deduplicated or counted as dropped).
+//!
+//! Needs root. Build the agent first: `cargo build --release -p learner`, then
+//! `cargo bench -p baseliner-tests --bench overhead`. Environment: `BENCH_SECONDS` (per
+//! measurement, default 2), `BENCH_ROUNDS` (default 5).
+
+mod agent;
+mod util;
+mod workload;
+
+use std::{fs, process::ExitCode, thread};
+
+use anyhow::{Context as _, Result, anyhow, ensure};
+use baseliner_tests::TestCgroup;
+
+use agent::{Agent, agent_binary};
+use util::{env_num, group, median};
+use workload::{TempFiles, run_workload, start_listener, workload};
+
+/// Files opened in rotation by the distinct-files loop and the storm.
+const DISTINCT_FILES: usize = 2000;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("__loop") {
+        return match workload(&args[2..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("overhead workload failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Anything else (cargo passes `--bench`) is ignored.
+    match bench() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("overhead bench failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Loop {
+    /// Label in the tables.
+    name: &'static str,
+    /// Short name for the cgroup.
+    label: &'static str,
+    /// `__loop` arguments after the seconds: kind first, then its parameters.
+    kind: &'static str,
+    params: Vec<String>,
+    /// Extra agent arguments.
+    agent_args: &'static [&'static str],
+    /// The statistics kind this loop produces.
+    stat_kind: &'static str,
+}
+
+struct LoopResult {
+    name: &'static str,
+    off: f64,
+    on: f64,
+    /// Median of the per-round on/off ratios (adjacent runs, so less exposed to load drift).
+    ratio: f64,
+    rss_kib: Option<u64>,
+}
+
+fn bench() -> Result<ExitCode> {
+    if !baseliner_tests::live_enabled("overhead") {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(bin) = agent_binary() else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let secs: f64 = env_num("BENCH_SECONDS", 2.0)?;
+    let rounds: usize = env_num("BENCH_ROUNDS", 5)?;
+    ensure!(
+        secs > 0.0 && rounds > 0,
+        "BENCH_SECONDS and BENCH_ROUNDS must be positive"
+    );
+
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    println!("baseliner capture overhead");
+    println!(
+        "agent {}; kernel {}; {cpus} CPUs; {secs} s per measurement, {rounds} rounds (off/on, then on/off)",
+        bin.display(),
+        kernel.trim()
+    );
+
+    let files = TempFiles::create(DISTINCT_FILES)?;
+    let dir = files.dir.display().to_string();
+    let port = start_listener()?;
+    let loops = [
+        Loop {
+            name: "exec /bin/true",
+            label: "exec",
+            kind: "exec",
+            params: vec![],
+            agent_args: &[],
+            stat_kind: "exec",
+        },
+        Loop {
+            name: "open+close (same file)",
+            label: "open",
+            kind: "open",
+            params: vec![dir.clone(), "1".into()],
+            agent_args: &[],
+            stat_kind: "open",
+        },
+        Loop {
+            name: "open+close (2000 distinct files, dedup off)",
+            label: "open-distinct",
+            kind: "open",
+            params: vec![dir.clone(), DISTINCT_FILES.to_string()],
+            agent_args: &["--dedup-window", "0"],
+            stat_kind: "open",
+        },
+        Loop {
+            name: "connect+close 127.0.0.1",
+            label: "connect",
+            kind: "connect",
+            params: vec![port.to_string()],
+            agent_args: &[],
+            stat_kind: "connect",
+        },
+    ];
+
+    let mut results = Vec::new();
+    for l in &loops {
+        println!();
+        let dedup = if l.agent_args.is_empty() {
+            "default dedup window"
+        } else {
+            "agent: --dedup-window 0"
+        };
+        println!("## {} ({dedup})", l.name);
+        let cg = TestCgroup::new(&format!("bench-{}", l.label)).context("creating a cgroup")?;
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        let mut last = None;
+        let mut ratios = Vec::new();
+        for round in 1..=rounds {
+            // Even rounds measure "on" first, so a drift in machine load cancels out.
+            let off_first = round % 2 == 1;
+            let o = if off_first {
+                Some(run_workload(&cg, l.kind, &l.params, secs, None)?)
+            } else {
+                None
+            };
+            let agent = Agent::start(&bin, &cg.path, l.agent_args)?;
+            let r = run_workload(&cg, l.kind, &l.params, secs, Some(agent.pid()));
+            let report = agent.stop()?;
+            let r = r?;
+            let o = match o {
+                Some(o) => o,
+                None => run_workload(&cg, l.kind, &l.params, secs, None)?,
+            };
+            ratios.push(r.ops_per_s / o.ops_per_s);
+            println!(
+                "  round {round}: off {:>10} ops/s   on {:>10} ops/s   ({:.3})",
+                group(o.ops_per_s as u64),
+                group(r.ops_per_s as u64),
+                r.ops_per_s / o.ops_per_s
+            );
+            off.push(o.ops_per_s);
+            on.push(r.ops_per_s);
+            last = Some((report, r.rss_kib));
+        }
+        let (report, rss_kib) = last.context("no rounds")?;
+        let (moff, mon, ratio) = (median(&off), median(&on), median(&ratios));
+        println!(
+            "  median: off {} ops/s, on {} ops/s; median of per-round ratios {:.3}, slowdown {:.1}%",
+            group(moff as u64),
+            group(mon as u64),
+            ratio,
+            (1.0 - ratio) * 100.0
+        );
+        println!(
+            "  last on run, {}: {}",
+            l.stat_kind,
+            report.kind(l.stat_kind)?
+        );
+        println!(
+            "  last on run, all kinds: {}; received {}, stdout lines {}",
+            report.kind("total")?,
+            group(report.counter("received")?),
+            group(report.lines)
+        );
+        if let Some(kib) = rss_kib {
+            println!(
+                "  agent VmRSS (max, 2nd half of last on run): {:.1} MiB",
+                kib as f64 / 1024.0
+            );
+        }
+        results.push(LoopResult {
+            name: l.name,
+            off: moff,
+            on: mon,
+            ratio,
+            rss_kib,
+        });
+    }
+
+    // Storm: tiny ring, no dedup, two writers of distinct opens.
+    println!();
+    println!(
+        "## storm: 2 processes opening {DISTINCT_FILES} distinct files, --ring-kib 4 --dedup-window 0"
+    );
+    let cg = TestCgroup::new("bench-storm").context("creating a cgroup")?;
+    let agent = Agent::start(&bin, &cg.path, &["--ring-kib", "4", "--dedup-window", "0"])?;
+    let params = vec![dir.clone(), DISTINCT_FILES.to_string()];
+    let storm = thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| run_workload(&cg, "open", &params, secs, None)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().map_err(|_| anyhow!("storm thread panicked"))?)
+            .collect::<Result<Vec<_>>>()
+    });
+    let report = agent.stop()?;
+    let storm = storm?;
+    let storm_ops: f64 = storm.iter().map(|r| r.ops_per_s).sum();
+    let open = report.kind("open")?;
+    let total = report.kind("total")?;
+    let received = report.counter("received")?;
+    let decode_errors = report.counter("decode_errors")?;
+    println!(
+        "  workload: {} opens/s (both processes)",
+        group(storm_ops as u64)
+    );
+    println!("  open:  {open}");
+    println!("  total: {total}");
+    println!(
+        "  received by agent {}, decode errors {}, lines on stdout {}",
+        group(received),
+        decode_errors,
+        group(report.lines)
+    );
+    let checks = [
+        (
+            "open: emitted + dropped + deduplicated == seen",
+            open.emitted + open.dropped + open.deduplicated == open.seen,
+        ),
+        (
+            "total: emitted + dropped + deduplicated == seen",
+            total.emitted + total.dropped + total.deduplicated == total.seen,
+        ),
+        ("received == total emitted", received == total.emitted),
+        (
+            "stdout lines == received - decode errors",
+            report.lines + decode_errors == received,
+        ),
+    ];
+    let mut failed = false;
+    for (what, ok) in checks {
+        println!("  {} {what}", if ok { "PASS" } else { "FAIL" });
+        failed |= !ok;
+    }
+    if total.dropped == 0 {
+        println!("  NOTE the 4 KiB ring never overflowed, so drop accounting was not exercised");
+    }
+    drop(cg);
+
+    // Summary for the README.
+    println!();
+    println!("| loop | no agent (ops/s) | capture on (ops/s) | ratio | slowdown |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in &results {
+        println!(
+            "| {} | {} | {} | {:.2} | {:.1}% |",
+            r.name,
+            group(r.off as u64),
+            group(r.on as u64),
+            r.ratio,
+            (1.0 - r.ratio) * 100.0
+        );
+    }
+    println!();
+    let rss: Vec<String> = results
+        .iter()
+        .filter_map(|r| {
+            r.rss_kib
+                .map(|k| format!("{} {:.1}", r.name, k as f64 / 1024.0))
+        })
+        .collect();
+    let max_rss = results.iter().filter_map(|r| r.rss_kib).max().unwrap_or(0);
+    println!(
+        "Agent RSS (VmRSS, steady state): max {:.1} MiB ({} MiB)",
+        max_rss as f64 / 1024.0,
+        rss.join(", ")
+    );
+    println!(
+        "Storm (4 KiB ring, no dedup, {} opens/s): open seen {}, emitted {}, deduplicated {}, dropped {}; \
+         received {} — {}",
+        group(storm_ops as u64),
+        group(open.seen),
+        group(open.emitted),
+        group(open.deduplicated),
+        group(open.dropped),
+        group(received),
+        if failed {
+            "accounting check FAILED"
+        } else {
+            "every event accounted for"
+        }
+    );
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
