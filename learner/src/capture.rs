@@ -32,8 +32,17 @@ pub struct Capture {
     enricher: Enricher,
     roots: Vec<PathBuf>,
     monitored: BTreeSet<u64>,
+    /// Records read but not passed on.
+    pub counts: Counts,
+}
+
+/// Records read from the ring but not passed on as events.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
     /// Records that failed to decode.
     pub decode_errors: u64,
+    /// Events of the agent's own process, skipped.
+    pub own_events: u64,
 }
 
 /// Resolves a `--cgroup` argument: an absolute path under the cgroup2 mount, or a path relative
@@ -84,7 +93,7 @@ impl Capture {
             enricher,
             roots,
             monitored,
-            decode_errors: 0,
+            counts: Counts::default(),
         })
     }
 
@@ -105,11 +114,18 @@ impl Capture {
         Ok(added)
     }
 
-    fn handle(enricher: &mut Enricher, errors: &mut u64, bytes: &[u8], f: &mut impl FnMut(Event)) {
+    fn handle(
+        enricher: &mut Enricher,
+        counts: &mut Counts,
+        bytes: &[u8],
+        f: &mut impl FnMut(Event),
+    ) {
         match decode::decode(bytes) {
+            // The agent's own reads of /proc would otherwise show up when it watches its cgroup.
+            Ok(d) if d.header.pid == std::process::id() => counts.own_events += 1,
             Ok(d) => f(enricher.enrich(d)),
             Err(e) => {
-                *errors += 1;
+                counts.decode_errors += 1;
                 tracing::warn!(error = %e, "undecodable record");
             }
         }
@@ -120,11 +136,11 @@ impl Capture {
         let Capture {
             reader,
             enricher,
-            decode_errors,
+            counts,
             ..
         } = self;
         let n = reader
-            .read_batch(|b| Self::handle(enricher, decode_errors, b, &mut f))
+            .read_batch(|b| Self::handle(enricher, counts, b, &mut f))
             .await
             .context("reading the ring buffer")?;
         Ok(n)
@@ -135,10 +151,10 @@ impl Capture {
         let Capture {
             reader,
             enricher,
-            decode_errors,
+            counts,
             ..
         } = self;
-        reader.drain(|b| Self::handle(enricher, decode_errors, b, &mut f))
+        reader.drain(|b| Self::handle(enricher, counts, b, &mut f))
     }
 
     /// Records read from the ring so far.

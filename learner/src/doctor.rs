@@ -213,10 +213,8 @@ pub fn run() -> Vec<Check> {
                 "agent programs",
                 true,
                 format!(
-                    "all {} programs ({} tracepoints, {} raw tracepoints) load and attach",
-                    load::TRACEPOINTS.len() + load::RAW_TRACEPOINTS.len(),
-                    load::TRACEPOINTS.len(),
-                    load::RAW_TRACEPOINTS.len()
+                    "all {} tracepoint programs load and attach",
+                    load::TRACEPOINTS.len()
                 ),
                 String::new(),
             )

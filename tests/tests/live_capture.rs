@@ -264,7 +264,7 @@ async fn a_full_ring_drops_are_counted_never_silent() {
         stats.total().emitted,
         "userspace received exactly what the kernel emitted"
     );
-    assert_eq!(cap.decode_errors, 0);
+    assert_eq!(cap.counts.decode_errors, 0);
 }
 
 /// Network and privilege events of one Python workload: bind/listen on an ephemeral loopback

@@ -121,14 +121,18 @@ async fn capture(
         }
     };
     tokio::pin!(deadline);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Both streams are registered once, before the loop: a signal that arrives while a batch is
+    // being handled is kept for the next select instead of being lost.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     while out.err.is_none() {
         tokio::select! {
             r = cap.next_batch(|e| out.emit(&e)) => { r?; }
             _ = tick.tick() => { cap.refresh_cgroups()?; }
             _ = &mut deadline => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
         }
         out.flush();
@@ -146,14 +150,16 @@ async fn capture(
     if args.stats_json {
         let mut j = stats.to_json();
         j["received"] = cap.received().into();
-        j["decode_errors"] = cap.decode_errors.into();
+        j["decode_errors"] = cap.counts.decode_errors.into();
+        j["own_events_skipped"] = cap.counts.own_events.into();
         eprintln!("{j}");
     } else {
         eprintln!("kernel statistics:\n{stats}");
         eprintln!(
-            "received by userspace: {} (decode errors: {})",
+            "received by userspace: {} (decode errors: {}, the agent's own events skipped: {})",
             cap.received(),
-            cap.decode_errors
+            cap.counts.decode_errors,
+            cap.counts.own_events
         );
     }
     if total.dropped > 0 {

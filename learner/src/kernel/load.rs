@@ -5,7 +5,7 @@ use std::time::Duration;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::TracePoint,
 };
 use learner_ebpf::{CgroupEntry, Config, EventKind, KindStats};
 use thiserror::Error;
@@ -19,15 +19,28 @@ use super::{
 /// The compiled eBPF object, embedded at build time by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/learner-ebpf"));
 
-/// Tracepoint programs: (program name = tracepoint name, category).
+/// Every tracepoint program: (program name = tracepoint name, category).
 pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("sched_process_fork", "sched"),
     ("sched_process_exec", "sched"),
+    ("sys_enter_execve", "syscalls"),
+    ("sys_enter_execveat", "syscalls"),
+    ("sys_enter_openat", "syscalls"),
+    ("sys_enter_openat2", "syscalls"),
+    ("sys_enter_socket", "syscalls"),
+    ("sys_enter_connect", "syscalls"),
+    ("sys_enter_bind", "syscalls"),
+    ("sys_enter_listen", "syscalls"),
+    ("sys_enter_ptrace", "syscalls"),
+    ("sys_enter_setuid", "syscalls"),
+    ("sys_enter_setreuid", "syscalls"),
+    ("sys_enter_setresuid", "syscalls"),
+    ("sys_enter_setfsuid", "syscalls"),
+    ("sys_enter_setgid", "syscalls"),
+    ("sys_enter_setregid", "syscalls"),
+    ("sys_enter_setresgid", "syscalls"),
+    ("sys_enter_setfsgid", "syscalls"),
 ];
-
-/// Raw tracepoint programs: (program name, tracepoint). `sys_enter` dispatches every watched
-/// syscall (execve(at), openat(2), socket, connect, bind, listen, ptrace, set*id).
-pub const RAW_TRACEPOINTS: &[(&str, &str)] = &[("sys_enter", "sys_enter")];
 
 /// A loading failure, with the cause and its fix already in the message.
 #[derive(Debug, Error)]
@@ -109,25 +122,8 @@ impl Probes {
             prog.attach(category, name)
                 .map_err(|e| kernel_err(&format!("attaching {category}:{name}"), &e, &facts))?;
         }
-        for (name, tp) in RAW_TRACEPOINTS {
-            let prog: &mut RawTracePoint = probes
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| LoadError::Missing(format!("program {name}")))?
-                .try_into()
-                .map_err(|e| kernel_err(&format!("program {name}"), &e, &facts))?;
-            prog.load().map_err(|e| {
-                kernel_err(
-                    &format!("loading program {name} (raw tracepoint)"),
-                    &e,
-                    &facts,
-                )
-            })?;
-            prog.attach(tp)
-                .map_err(|e| kernel_err(&format!("attaching raw tracepoint {tp}"), &e, &facts))?;
-        }
         tracing::debug!(
-            programs = TRACEPOINTS.len() + RAW_TRACEPOINTS.len(),
+            programs = TRACEPOINTS.len(),
             ring_bytes = ring,
             "eBPF programs attached"
         );
