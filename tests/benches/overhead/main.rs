@@ -68,6 +68,8 @@ struct LoopResult {
     on: f64,
     /// Median of the per-round on/off ratios (adjacent runs, so less exposed to load drift).
     ratio: f64,
+    /// Median of the per-round ratios of operations per CPU-second of the workload.
+    cpu_ratio: f64,
     rss_kib: Option<u64>,
 }
 
@@ -145,6 +147,7 @@ fn bench() -> Result<ExitCode> {
         let (mut off, mut on) = (Vec::new(), Vec::new());
         let mut last = None;
         let mut ratios = Vec::new();
+        let mut cpu_ratios = Vec::new();
         for round in 1..=rounds {
             // Even rounds measure "on" first, so a drift in machine load cancels out.
             let off_first = round % 2 == 1;
@@ -162,11 +165,13 @@ fn bench() -> Result<ExitCode> {
                 None => run_workload(&cg, l.kind, &l.params, secs, None)?,
             };
             ratios.push(r.ops_per_s / o.ops_per_s);
+            cpu_ratios.push(r.ops_per_cpu_s / o.ops_per_cpu_s);
             println!(
-                "  round {round}: off {:>10} ops/s   on {:>10} ops/s   ({:.3})",
+                "  round {round}: off {:>10} ops/s   on {:>10} ops/s   ({:.3}; per CPU-second {:.3})",
                 group(o.ops_per_s as u64),
                 group(r.ops_per_s as u64),
-                r.ops_per_s / o.ops_per_s
+                r.ops_per_s / o.ops_per_s,
+                r.ops_per_cpu_s / o.ops_per_cpu_s
             );
             off.push(o.ops_per_s);
             on.push(r.ops_per_s);
@@ -174,12 +179,15 @@ fn bench() -> Result<ExitCode> {
         }
         let (report, rss_kib) = last.context("no rounds")?;
         let (moff, mon, ratio) = (median(&off), median(&on), median(&ratios));
+        let cpu_ratio = median(&cpu_ratios);
         println!(
-            "  median: off {} ops/s, on {} ops/s; median of per-round ratios {:.3}, slowdown {:.1}%",
+            "  median: off {} ops/s, on {} ops/s; median of per-round ratios {:.3}, slowdown {:.1}%; \
+             per CPU-second of the workload {:.3}",
             group(moff as u64),
             group(mon as u64),
             ratio,
-            (1.0 - ratio) * 100.0
+            (1.0 - ratio) * 100.0,
+            cpu_ratio
         );
         println!(
             "  last on run, {}: {}",
@@ -203,6 +211,7 @@ fn bench() -> Result<ExitCode> {
             off: moff,
             on: mon,
             ratio,
+            cpu_ratio,
             rss_kib,
         });
     }
@@ -269,16 +278,19 @@ fn bench() -> Result<ExitCode> {
 
     // Summary for the README.
     println!();
-    println!("| loop | no agent (ops/s) | capture on (ops/s) | ratio | slowdown |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| loop | no agent (ops/s) | capture on (ops/s) | ratio | slowdown | ratio per CPU-second |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
     for r in &results {
         println!(
-            "| {} | {} | {} | {:.2} | {:.1}% |",
+            "| {} | {} | {} | {:.2} | {:.1}% | {:.2} |",
             r.name,
             group(r.off as u64),
             group(r.on as u64),
             r.ratio,
-            (1.0 - r.ratio) * 100.0
+            (1.0 - r.ratio) * 100.0,
+            r.cpu_ratio
         );
     }
     println!();
