@@ -8,7 +8,7 @@ use aya_ebpf::helpers::{
 };
 use learner_ebpf::{COMM_LEN, DedupKey, EventHeader, EventKind, FNV_OFFSET, KindStats, mix};
 
-use crate::maps::{CONFIG, DEDUP, EVENTS, MONITORED, PARENTS, STATS};
+use crate::maps::{CONFIG, DEDUP, DEDUP_WINDOW, EVENTS, MONITORED, PARENTS, STATS};
 
 /// The current task's cgroup id when it is monitored; `None` costs one map lookup.
 #[inline(always)]
@@ -44,21 +44,21 @@ pub fn count_seen(kind: EventKind) {
     }
 }
 
-/// Starts the common header: what the dedup identity needs (kind, cgroup, time, task name).
-/// The process fields are filled by [`output`], so a deduplicated event never pays for them.
+/// Starts the common header: what the dedup identity needs (kind, cgroup, task name). The time
+/// and process fields are filled by [`output`], so a deduplicated event never pays for them.
 #[inline(always)]
 pub fn begin_header(h: &mut EventHeader, kind: EventKind, cgroup_id: u64) {
     h.kind = kind as u32;
     h.flags = 0;
-    h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
     h.cgroup_id = cgroup_id;
     // The helper NUL-pads the name, so no zeroing first.
     unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), COMM_LEN as u32) };
 }
 
-/// Fills the process fields of the header for the current task.
+/// Fills the time and the process fields of the header for the current task.
 #[inline(always)]
 pub fn fill_task(h: &mut EventHeader) {
+    h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     h.pid = (pid_tgid >> 32) as u32;
@@ -100,31 +100,36 @@ pub fn hash_bytes<const N: usize>(mut hash: u64, buf: &[u8; N], len: usize) -> u
     hash
 }
 
-/// True when an identical event of this cgroup was sent inside the dedup window; counts it.
-/// Otherwise records `now` as its last send time.
+/// True when an identical event of this cgroup was already sent in the current dedup window;
+/// counts it. Otherwise records the window as its last send.
+///
+/// Windows are numbered by userspace (`DEDUP_WINDOW[0]`, advanced every window), so checking
+/// a repeat needs no clock read: an event is sent at most once per window.
 #[inline(always)]
-pub fn is_repeat(kind: EventKind, cgroup_id: u64, hash: u64, now: u64) -> bool {
+pub fn is_repeat(kind: EventKind, cgroup_id: u64, hash: u64) -> bool {
     let Some(cfg) = CONFIG.get(0) else {
         return false;
     };
-    let window = cfg.dedup_window_ns;
-    if window == 0 {
+    if cfg.dedup_window_ns == 0 {
         return false;
     }
+    let Some(window) = DEDUP_WINDOW.get(0).copied() else {
+        return false;
+    };
     let key = DedupKey { cgroup_id, hash };
     if let Some(last) = DEDUP.get_ptr_mut(key) {
-        // SAFETY: a live map value; a racing writer can only store another timestamp.
+        // SAFETY: a live map value; a racing writer can only store another window number.
         let last = unsafe { &mut *last };
-        if now.wrapping_sub(*last) < window {
+        if *last == window {
             if let Some(s) = stats(kind) {
                 bump(&s.deduplicated);
             }
             return true;
         }
-        *last = now;
+        *last = window;
         return false;
     }
-    let _ = DEDUP.insert(key, now, 0);
+    let _ = DEDUP.insert(key, window, 0);
     false
 }
 

@@ -61,7 +61,7 @@ unsafe fn handle_open(cgroup_id: u64, dirfd: i32, path: *const u8, open_flags: u
         (((open_flags & CLASS_BITS) as u64) << 32) | (dirfd as u32) as u64,
     );
     hash = hash_bytes(hash, &ev.path, len);
-    if is_repeat(EventKind::Open, cgroup_id, hash, ev.header.ts_ns) {
+    if is_repeat(EventKind::Open, cgroup_id, hash) {
         return;
     }
     let header = &mut ev.header as *mut _;

@@ -288,7 +288,8 @@ pub struct Config {
     pub filter_enabled: u32,
     /// Padding.
     pub _pad: u32,
-    /// Window in which an identical repeat is counted instead of sent; 0 disables dedup.
+    /// Length of the dedup window: an identical repeat is counted instead of sent until
+    /// userspace starts the next window (`DEDUP_WINDOW`); 0 disables dedup.
     pub dedup_window_ns: u64,
     /// Userspace is woken only once this many bytes wait in the ring; below that it drains the
     /// ring on its own timer. Batching wakeups keeps the reader from preempting the workload

@@ -24,9 +24,13 @@ pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map]
 pub static MONITORED: HashMap<u64, CgroupEntry> = HashMap::with_max_entries(16384, 0);
 
-/// Last time (boot ns) each (cgroup, event identity) was sent.
+/// Number of the dedup window each (cgroup, event identity) was last sent in.
 #[map]
 pub static DEDUP: LruHashMap<DedupKey, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// The current dedup window number (index 0), advanced by userspace once per window.
+#[map]
+pub static DEDUP_WINDOW: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Child pid → parent tgid, recorded at fork.
 #[map]

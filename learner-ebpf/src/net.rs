@@ -107,7 +107,7 @@ fn finish(ev: &mut NetEvent, kind: EventKind, cgroup_id: u64) {
     hash = mix(hash, ev.sock_type as u64);
     let len = (ev.addr.len as usize).min(SOCKADDR_LEN);
     hash = hash_bytes(hash, &ev.addr.data, len);
-    if is_repeat(kind, cgroup_id, hash, ev.header.ts_ns) {
+    if is_repeat(kind, cgroup_id, hash) {
         return;
     }
     let header = &mut ev.header as *mut _;

@@ -25,7 +25,7 @@ pub fn id_call(cgroup_id: u64, kind: EventKind, call: IdCall, a: &[u64; 6]) {
         }
         i += 1;
     }
-    if is_repeat(kind, cgroup_id, hash, ev.header.ts_ns) {
+    if is_repeat(kind, cgroup_id, hash) {
         return;
     }
     let header = &mut ev.header as *mut _;

@@ -4,6 +4,7 @@
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -32,6 +33,8 @@ pub struct Capture {
     enricher: Enricher,
     roots: Vec<PathBuf>,
     monitored: BTreeSet<u64>,
+    dedup_window: Duration,
+    window_started: Instant,
     /// Records read but not passed on.
     pub counts: Counts,
 }
@@ -93,8 +96,21 @@ impl Capture {
             enricher,
             roots,
             monitored,
+            dedup_window: opts.load.dedup_window,
+            window_started: Instant::now(),
             counts: Counts::default(),
         })
+    }
+
+    /// Periodic upkeep, to call about twice a second: watches sub-cgroups created under the roots
+    /// since the last call, and starts the next dedup window when the current one is over.
+    pub fn tick(&mut self) -> Result<()> {
+        self.refresh_cgroups()?;
+        if !self.dedup_window.is_zero() && self.window_started.elapsed() >= self.dedup_window {
+            self.probes.next_dedup_window()?;
+            self.window_started = Instant::now();
+        }
+        Ok(())
     }
 
     /// Adds sub-cgroups created under the watched roots since the last call.

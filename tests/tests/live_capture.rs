@@ -368,3 +368,56 @@ time.sleep(1)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A repeat is counted only inside its dedup window: once the next window starts, the same
+/// open is sent again (once).
+#[tokio::test(flavor = "current_thread")]
+async fn a_repeat_is_sent_again_in_the_next_window() {
+    if !live_enabled("a_repeat_is_sent_again_in_the_next_window") {
+        return;
+    }
+    let cg = TestCgroup::new("window").unwrap();
+    let dir = temp_dir("window");
+    let file = dir.join("again.txt");
+    std::fs::write(&file, "x\n").unwrap();
+    let mut cap = Capture::start(&CaptureOptions {
+        cgroups: vec![cg.path.clone()],
+        load: LoadOptions {
+            dedup_window: Duration::from_millis(200),
+            ..LoadOptions::default()
+        },
+    })
+    .unwrap();
+    let read_twice = |cg: &TestCgroup| {
+        let script = format!("read -r l < {f}; read -r l < {f}", f = file.display());
+        assert!(
+            cg.command("/bin/bash")
+                .arg("-c")
+                .arg(&script)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let file_s = file.to_string_lossy().into_owned();
+    let count = |evs: &[Event]| {
+        evs.iter()
+            .filter(|e| matches!(&e.detail, EventDetail::Open { path, .. } if *path == file_s))
+            .count()
+    };
+    read_twice(&cg);
+    let mut events = Vec::new();
+    collect(&mut cap, &mut events, |evs| count(evs) >= 1).await;
+    assert_eq!(count(&events), 1, "two reads in one window: one event");
+
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    cap.tick().unwrap();
+    read_twice(&cg);
+    collect(&mut cap, &mut events, |evs| count(evs) >= 2).await;
+    assert_eq!(
+        count(&events),
+        2,
+        "the next window sends the open once more, and only once"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -27,7 +27,8 @@ pub struct Args {
     /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
-    /// Identical repeats inside this many seconds are counted in the kernel, not sent (0: off).
+    /// Dedup window: an identical event is sent at most once per window of this many seconds;
+    /// repeats are counted in the kernel, not sent (0: off).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     dedup_window: f64,
     /// Ring buffer size in KiB (rounded up to a power of two).
@@ -130,7 +131,7 @@ async fn capture(
     while out.err.is_none() {
         tokio::select! {
             r = cap.next_batch(|e| out.emit(&e)) => { r?; }
-            _ = tick.tick() => { cap.refresh_cgroups()?; }
+            _ = tick.tick() => { cap.tick()?; }
             _ = &mut deadline => break,
             _ = int.recv() => break,
             _ = term.recv() => break,

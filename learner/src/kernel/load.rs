@@ -181,6 +181,21 @@ impl Probes {
         }
     }
 
+    /// Starts the next dedup window: every event identity may be sent once more.
+    pub fn next_dedup_window(&mut self) -> Result<(), LoadError> {
+        let map = self
+            .ebpf
+            .map_mut("DEDUP_WINDOW")
+            .ok_or_else(|| LoadError::Missing("map DEDUP_WINDOW".into()))?;
+        let mut arr: Array<&mut MapData, u64> = Array::try_from(map)
+            .map_err(|e| kernel_err("opening map DEDUP_WINDOW", &e, &HostFacts::current()))?;
+        let current = arr
+            .get(&0, 0)
+            .map_err(|e| kernel_err("reading map DEDUP_WINDOW", &e, &HostFacts::current()))?;
+        arr.set(0, current.wrapping_add(1), 0)
+            .map_err(|e| kernel_err("writing map DEDUP_WINDOW", &e, &HostFacts::current()))
+    }
+
     /// Takes the ring buffer out (once) for a reader.
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
         let map = self
