@@ -24,6 +24,16 @@ fn temp_dir(label: &str) -> PathBuf {
     d
 }
 
+/// Collects a child's whole stdout on a thread, so the test can read events meanwhile.
+fn read_stdout_in_background(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    let mut stdout = child.stdout.take().expect("stdout piped");
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        out
+    })
+}
+
 /// Reads events until `done` says the expected ones are in, or the deadline passes; then keeps
 /// reading for a short grace period so that unexpected events would be seen too.
 async fn collect(cap: &mut Capture, events: &mut Vec<Event>, done: impl Fn(&[Event]) -> bool) {
@@ -97,12 +107,7 @@ async fn events_are_attributed_deduplicated_and_filtered() {
         .spawn()
         .unwrap();
     let bash_pid = child.id();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        stdout.read_to_string(&mut out).unwrap();
-        out
-    });
+    let reader = read_stdout_in_background(&mut child);
 
     // Outside the cgroup: the same kinds of actions must not be reported.
     let outside = std::process::Command::new("/bin/cat")
@@ -311,12 +316,7 @@ time.sleep(1)
         .spawn()
         .unwrap();
     let py_pid = child.id();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        stdout.read_to_string(&mut out).unwrap();
-        out
-    });
+    let reader = read_stdout_in_background(&mut child);
     let mut events = Vec::new();
     collect(&mut cap, &mut events, |evs| {
         evs.iter().any(|e| e.detail.kind() == "ptrace")

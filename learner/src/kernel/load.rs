@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
 use learner_ebpf::{CgroupEntry, Config, EventKind, KindStats};
@@ -90,6 +90,11 @@ fn kernel_err(what: &str, err: &(dyn std::error::Error + 'static), facts: &HostF
     LoadError::Kernel(diagnose::explain(what, err, facts))
 }
 
+/// Explains a failed map operation (after loading, so the host facts are read only on failure).
+fn map_err(what: &str) -> impl Fn(MapError) -> LoadError + '_ {
+    move |e| kernel_err(what, &e, &HostFacts::current())
+}
+
 impl Probes {
     /// Mounts tracefs if needed, loads the object, writes the configuration and the cgroup
     /// filter, then attaches every tracepoint. `monitored` cgroup ids are in the filter before
@@ -153,47 +158,42 @@ impl Probes {
             .map_err(|e| kernel_err("writing map CONFIG", &e, facts))
     }
 
-    fn monitored_map(&mut self) -> Result<HashMap<&mut MapData, u64, CgroupEntry>, LoadError> {
+    /// A map of the object, opened as type `T`.
+    fn typed_map<'a, T>(&'a mut self, name: &str) -> Result<T, LoadError>
+    where
+        T: TryFrom<&'a mut Map, Error = MapError>,
+    {
         let map = self
             .ebpf
-            .map_mut("MONITORED")
-            .ok_or_else(|| LoadError::Missing("map MONITORED".into()))?;
-        HashMap::try_from(map)
-            .map_err(|e| kernel_err("opening map MONITORED", &e, &HostFacts::current()))
+            .map_mut(name)
+            .ok_or_else(|| LoadError::Missing(format!("map {name}")))?;
+        T::try_from(map).map_err(|e| map_err(&format!("opening map {name}"))(e))
     }
 
     /// Adds a cgroup id to the filter.
     pub fn monitor(&mut self, cgroup_id: u64) -> Result<(), LoadError> {
-        self.monitored_map()?
-            .insert(cgroup_id, CgroupEntry::default(), 0)
-            .map_err(|e| kernel_err("adding a cgroup to MONITORED", &e, &HostFacts::current()))
+        let mut map: HashMap<&mut MapData, u64, CgroupEntry> = self.typed_map("MONITORED")?;
+        map.insert(cgroup_id, CgroupEntry::default(), 0)
+            .map_err(map_err("adding a cgroup to MONITORED"))
     }
 
     /// Removes a cgroup id from the filter (absent ids are fine).
     pub fn unmonitor(&mut self, cgroup_id: u64) -> Result<(), LoadError> {
-        match self.monitored_map()?.remove(&cgroup_id) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(kernel_err(
-                "removing a cgroup from MONITORED",
-                &e,
-                &HostFacts::current(),
-            )),
+        let mut map: HashMap<&mut MapData, u64, CgroupEntry> = self.typed_map("MONITORED")?;
+        match map.remove(&cgroup_id) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err("removing a cgroup from MONITORED")(e)),
         }
     }
 
     /// Starts the next dedup window: every event identity may be sent once more.
     pub fn next_dedup_window(&mut self) -> Result<(), LoadError> {
-        let map = self
-            .ebpf
-            .map_mut("DEDUP_WINDOW")
-            .ok_or_else(|| LoadError::Missing("map DEDUP_WINDOW".into()))?;
-        let mut arr: Array<&mut MapData, u64> = Array::try_from(map)
-            .map_err(|e| kernel_err("opening map DEDUP_WINDOW", &e, &HostFacts::current()))?;
+        let mut arr: Array<&mut MapData, u64> = self.typed_map("DEDUP_WINDOW")?;
         let current = arr
             .get(&0, 0)
-            .map_err(|e| kernel_err("reading map DEDUP_WINDOW", &e, &HostFacts::current()))?;
+            .map_err(map_err("reading map DEDUP_WINDOW"))?;
         arr.set(0, current.wrapping_add(1), 0)
-            .map_err(|e| kernel_err("writing map DEDUP_WINDOW", &e, &HostFacts::current()))
+            .map_err(map_err("writing map DEDUP_WINDOW"))
     }
 
     /// Takes the ring buffer out (once) for a reader.
