@@ -31,10 +31,19 @@ if ! rustup toolchain list | grep -q "^$NIGHTLY"; then
   log "installing the $NIGHTLY toolchain"
   rustup toolchain install "$NIGHTLY" --profile minimal
 fi
-if ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
-  log "adding rust-src to $NIGHTLY"
-  rustup component add rust-src --toolchain "$NIGHTLY"
-fi
+# rust-src builds core for the BPF target; clippy lints the eBPF crate (test suite only).
+for comp in rust-src clippy; do
+  if ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q "^$comp"; then
+    log "adding $comp to $NIGHTLY"
+    rustup component add "$comp" --toolchain "$NIGHTLY"
+  fi
+done
+for comp in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$comp"; then
+    log "adding $comp to the default toolchain"
+    rustup component add "$comp"
+  fi
+done
 
 if command -v bpf-linker >/dev/null && bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
   log "bpf-linker $BPF_LINKER_VERSION present"
