@@ -13,8 +13,11 @@ use crate::maps::{CONFIG, DEDUP, DEDUP_WINDOW, EVENTS, MONITORED, PARENTS, STATS
 /// The current task's cgroup id when it is monitored; `None` costs one map lookup.
 #[inline(always)]
 pub fn monitored_cgroup() -> Option<u64> {
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let cfg = CONFIG.get(0)?;
+    if cfg.paused != 0 {
+        return None;
+    }
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     if cfg.filter_enabled != 0 && unsafe { MONITORED.get(cgroup_id) }.is_none() {
         return None;
     }

@@ -286,8 +286,9 @@ impl KindStats {
 pub struct Config {
     /// 1: only cgroups in `MONITORED` are watched; 0: every cgroup is.
     pub filter_enabled: u32,
-    /// Padding.
-    pub _pad: u32,
+    /// 1: capture is stopping; nothing is counted or sent any more (so the final statistics
+    /// match what userspace received).
+    pub paused: u32,
     /// Length of the dedup window: an identical repeat is counted instead of sent until
     /// userspace starts the next window (`DEDUP_WINDOW`); 0 disables dedup.
     pub dedup_window_ns: u64,

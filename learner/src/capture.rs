@@ -173,6 +173,16 @@ impl Capture {
         reader.drain(|b| Self::handle(enricher, counts, b, &mut f))
     }
 
+    /// Stops capturing in the kernel, passes the events still in the ring to `f`, and returns
+    /// the final statistics, which then account for every event received.
+    pub fn finish(&mut self, f: impl FnMut(Event)) -> Result<KernelStats> {
+        self.probes.pause()?;
+        // A probe already running on another CPU finishes within microseconds.
+        std::thread::sleep(Duration::from_millis(20));
+        self.drain(f);
+        self.stats()
+    }
+
     /// Records read from the ring so far.
     pub fn received(&self) -> u64 {
         self.reader.received

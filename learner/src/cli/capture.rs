@@ -138,7 +138,7 @@ async fn capture(
         }
         out.flush();
     }
-    cap.drain(|e| out.emit(&e));
+    let stats = cap.finish(|e| out.emit(&e))?;
     out.flush();
     if let Some(e) = out.err
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -146,7 +146,6 @@ async fn capture(
         return Err(e).context("writing events");
     }
 
-    let stats = cap.stats()?;
     let total = stats.total();
     if args.stats_json {
         let mut j = stats.to_json();

@@ -149,7 +149,7 @@ impl Probes {
             Array::try_from(map).map_err(|e| kernel_err("opening map CONFIG", &e, facts))?;
         let cfg = Config {
             filter_enabled: opts.filter as u32,
-            _pad: 0,
+            paused: 0,
             dedup_window_ns: opts.dedup_window.as_nanos().min(u64::MAX as u128) as u64,
             wakeup_bytes: u64::from(opts.wakeup_bytes.unwrap_or(ring / 16)),
         };
@@ -184,6 +184,15 @@ impl Probes {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(map_err("removing a cgroup from MONITORED")(e)),
         }
+    }
+
+    /// Stops all capture in the kernel: from now on nothing is counted or sent, so statistics
+    /// read after draining the ring match what was received.
+    pub fn pause(&mut self) -> Result<(), LoadError> {
+        let mut config: Array<&mut MapData, Config> = self.typed_map("CONFIG")?;
+        let mut cfg = config.get(&0, 0).map_err(map_err("reading map CONFIG"))?;
+        cfg.paused = 1;
+        config.set(0, cfg, 0).map_err(map_err("writing map CONFIG"))
     }
 
     /// Starts the next dedup window: every event identity may be sent once more.
