@@ -1,13 +1,17 @@
 //! Process lifecycle: fork (parent tracking) and exec (filename + argv, confirmed on success).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_probe_read_user_str},
+    EbpfContext,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_user,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str},
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
 use learner_ebpf::{
-    ARG_CHUNK, ARGV_LIMIT, EventKind, FLAG_ARGV_TRUNCATED, FLAG_EXECVEAT, FLAG_PATH_TRUNCATED,
-    MAX_ARGS, PATH_LEN,
+    ARG_CHUNK, ARGV_LIMIT, EventKind, FLAG_ARGV_TRUNCATED, FLAG_ARGV_UNKNOWN, FLAG_EXECVEAT,
+    FLAG_PATH_TRUNCATED, MAX_ARGS, PATH_LEN,
 };
 
 use crate::{
@@ -145,7 +149,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let old_pid: i32 = unsafe { ctx_read(&ctx, 16) };
     let old_pid = old_pid as u32;
     let Some(ev) = EXEC_PENDING.get_ptr_mut(old_pid) else {
-        return 0;
+        return unstashed_exec(&ctx);
     };
     let ev = unsafe { &mut *ev };
     count_seen(EventKind::Exec);
@@ -160,5 +164,38 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let header = &mut ev.header as *mut _;
     output(EventKind::Exec, ev, header, None);
     let _ = EXEC_PENDING.remove(old_pid);
+    0
+}
+
+/// An exec whose entry was not seen: a 32-bit (compat) task, whose syscalls do not fire the
+/// `syscalls:` tracepoints, or a stash evicted under load. The program path comes from the
+/// tracepoint record; the arguments are unknown and the event says so.
+#[inline(always)]
+fn unstashed_exec(ctx: &TracePointContext) -> u32 {
+    let Some(cgroup_id) = monitored_cgroup() else {
+        return 0;
+    };
+    count_seen(EventKind::Exec);
+    let Some(ev) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let ev = unsafe { &mut *ev };
+    begin_header(&mut ev.header, EventKind::Exec, cgroup_id);
+    ev.header.flags = FLAG_ARGV_UNKNOWN;
+    ev.argc = 0;
+    ev.argv_len = 0;
+    ev.dirfd = AT_FDCWD;
+    // `__data_loc char[] filename` at offset 8: the string's offset in the low 16 bits.
+    let loc: u32 = unsafe { ctx_read(ctx, 8) };
+    let off = (loc & 0xffff) as usize;
+    let src = unsafe { (ctx.as_ptr() as *const u8).add(off) };
+    let n = unsafe {
+        bpf_probe_read_kernel_str(ev.filename.as_mut_ptr().cast(), PATH_LEN as u32, src.cast())
+    };
+    if n <= 0 {
+        ev.filename[0] = 0;
+    }
+    let header = &mut ev.header as *mut _;
+    output(EventKind::Exec, ev, header, None);
     0
 }

@@ -26,6 +26,9 @@ pub const FLAG_PATH_TRUNCATED: u32 = 1 << 1;
 pub const FLAG_OPENAT2: u32 = 1 << 2;
 /// `EventHeader::flags`: an `execveat` call.
 pub const FLAG_EXECVEAT: u32 = 1 << 3;
+/// `EventHeader::flags`: an exec whose arguments could not be read (its syscall entry was not
+/// seen, e.g. a 32-bit task); only the program path is known.
+pub const FLAG_ARGV_UNKNOWN: u32 = 1 << 4;
 
 /// Kind of an event record; the first field of every record.
 #[repr(u32)]

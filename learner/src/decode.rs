@@ -4,8 +4,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use learner_ebpf::{
-    ARGV_BUF, EventHeader, EventKind, ExecEvent, FLAG_ARGV_TRUNCATED, FLAG_PATH_TRUNCATED, IdCall,
-    IdEvent, NetEvent, OpenEvent, SockAddr,
+    ARGV_BUF, EventHeader, EventKind, ExecEvent, FLAG_ARGV_TRUNCATED, FLAG_ARGV_UNKNOWN,
+    FLAG_PATH_TRUNCATED, IdCall, IdEvent, NetEvent, OpenEvent, SockAddr,
 };
 use profiles::{Access, Endpoint, EventDetail, Family, Protocol};
 use thiserror::Error;
@@ -149,6 +149,7 @@ fn exec_detail(e: &ExecEvent) -> EventDetail {
         filename: c_str(&e.filename),
         argv,
         argv_truncated: e.header.flags & FLAG_ARGV_TRUNCATED != 0,
+        argv_unknown: e.header.flags & FLAG_ARGV_UNKNOWN != 0,
     }
 }
 

@@ -50,18 +50,18 @@ pub fn describe(detail: &EventDetail) -> String {
         EventDetail::Exec {
             argv,
             argv_truncated,
+            argv_unknown,
             filename,
         } => {
             let args: Vec<String> = argv.iter().skip(1).map(|a| quote_arg(a)).collect();
-            format!(
-                "{filename} {}{}",
-                args.join(" "),
-                if *argv_truncated {
-                    " …(truncated)"
-                } else {
-                    ""
-                }
-            )
+            let note = if *argv_unknown {
+                " (arguments unknown)"
+            } else if *argv_truncated {
+                " …(truncated)"
+            } else {
+                ""
+            };
+            format!("{filename} {}{note}", args.join(" "))
         }
         EventDetail::Open { path, access, .. } => format!("{path} ({access})"),
         EventDetail::Connect { dest } => endpoint(dest),
@@ -134,6 +134,7 @@ mod tests {
             filename: "/bin/sh".into(),
             argv: vec!["sh".into(), "-c".into(), "echo hi".into()],
             argv_truncated: false,
+            argv_unknown: false,
         }));
         assert!(l.starts_with("01:02:03.004 exec"), "{l}");
         assert!(l.ends_with("/bin/sh -c 'echo hi'"), "{l}");

@@ -178,6 +178,10 @@ pub enum EventDetail {
         argv: Vec<String>,
         /// True when arguments were cut (too many, or longer than the capture buffer).
         argv_truncated: bool,
+        /// True when the arguments could not be read at all (the exec's syscall entry was not
+        /// seen, e.g. a 32-bit program's exec); `argv` is then empty. Absent when false.
+        #[serde(default, skip_serializing_if = "is_false")]
+        argv_unknown: bool,
     },
     /// An `openat` / `openat2`.
     Open {
@@ -302,6 +306,7 @@ mod tests {
                 filename: "/bin/true".into(),
                 argv: vec!["true".into(), "a b".into()],
                 argv_truncated: false,
+                argv_unknown: false,
             },
             EventDetail::Open {
                 path: "/etc/shadow".into(),
@@ -373,6 +378,7 @@ mod tests {
             filename: "/x".into(),
             argv: vec![],
             argv_truncated: false,
+            argv_unknown: false,
         }))
         .unwrap();
         v.as_object_mut().unwrap().remove("argv");

@@ -153,10 +153,12 @@ async fn events_are_attributed_deduplicated_and_filtered() {
             filename,
             argv,
             argv_truncated,
+            argv_unknown,
         } => {
             assert_eq!(filename, "/bin/true");
             assert_eq!(argv, &["/bin/true", "alpha", "beta gamma"]);
             assert!(!argv_truncated);
+            assert!(!argv_unknown);
         }
         d => panic!("{d:?}"),
     }
@@ -419,5 +421,70 @@ async fn a_repeat_is_sent_again_in_the_next_window() {
         2,
         "the next window sends the open once more, and only once"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A 32-bit program's exec does not fire the `syscalls:` tracepoints; it is still reported, from
+/// `sched_process_exec`, with the program path and the arguments marked unknown.
+#[tokio::test(flavor = "current_thread")]
+async fn a_32_bit_exec_is_still_reported() {
+    if !live_enabled("a_32_bit_exec_is_still_reported") {
+        return;
+    }
+    let dir = temp_dir("compat");
+    let src = dir.join("c32.c");
+    let bin = dir.join("c32");
+    std::fs::write(
+        &src,
+        "#include <unistd.h>\nint main(void) { char *a[] = {\"/bin/true\", \"compat-marker\", 0}; \
+         execv(\"/bin/true\", a); return 1; }\n",
+    )
+    .unwrap();
+    let built = std::process::Command::new("gcc")
+        .args(["-m32", "-static", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output();
+    if !built.as_ref().is_ok_and(|o| o.status.success()) {
+        let why = "gcc cannot build 32-bit programs (install gcc-multilib; deploy/test.sh does)";
+        assert!(!baseliner_tests::in_ci(), "{why}: {built:?}");
+        eprintln!("SKIP a_32_bit_exec_is_still_reported: {why}");
+        return;
+    }
+    let cg = TestCgroup::new("compat").unwrap();
+    let mut cap = Capture::start(&CaptureOptions {
+        cgroups: vec![cg.path.clone()],
+        load: LoadOptions::default(),
+    })
+    .unwrap();
+    let mut child = cg.command(&bin).spawn().unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    let mut events = Vec::new();
+    let is_true = |e: &Event| {
+        e.pid == pid
+            && matches!(&e.detail, EventDetail::Exec { filename, .. } if filename == "/bin/true")
+    };
+    collect(&mut cap, &mut events, |evs| evs.iter().any(is_true)).await;
+    let bin_s = bin.to_string_lossy().into_owned();
+    assert!(
+        events.iter().any(|e| e.pid == pid && matches!(&e.detail, EventDetail::Exec { filename, argv_unknown: false, .. } if *filename == bin_s)),
+        "the 64-bit exec of the 32-bit program is a normal exec: {events:#?}"
+    );
+    let exec = events
+        .iter()
+        .find(|e| is_true(e))
+        .unwrap_or_else(|| panic!("32-bit exec of /bin/true missing: {events:#?}"));
+    match &exec.detail {
+        EventDetail::Exec {
+            argv, argv_unknown, ..
+        } => {
+            assert!(*argv_unknown, "arguments are marked unknown");
+            assert!(argv.is_empty());
+        }
+        d => panic!("{d:?}"),
+    }
+    assert_eq!(exec.comm, "true");
+    assert_eq!(exec.workload.cgroup_id, cg.id);
     let _ = std::fs::remove_dir_all(&dir);
 }

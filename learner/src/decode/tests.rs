@@ -60,9 +60,36 @@ fn exec_with_args_and_truncation() {
             filename: "/bin/true".into(),
             argv: vec!["/bin/true".into(), "--flag".into(), "x y".into()],
             argv_truncated: true,
+            argv_unknown: false,
         }
     );
     assert_eq!(d.dirfd, Some(-100));
+}
+
+#[test]
+fn exec_with_unknown_arguments() {
+    let ev = ExecEvent {
+        header: header(EventKind::Exec, FLAG_ARGV_UNKNOWN),
+        argc: 0,
+        argv_len: 0,
+        dirfd: -100,
+        _pad: 0,
+        filename: path("/bin/true"),
+        argv: [0u8; ARGV_BUF],
+    };
+    match decode(&bytes(&ev)).unwrap().detail {
+        EventDetail::Exec {
+            filename,
+            argv,
+            argv_truncated,
+            argv_unknown,
+        } => {
+            assert_eq!(filename, "/bin/true");
+            assert!(argv.is_empty());
+            assert!(argv_unknown && !argv_truncated);
+        }
+        d => panic!("{d:?}"),
+    }
 }
 
 #[test]
