@@ -173,3 +173,35 @@ fn doctor_passes_on_this_host() {
         );
     }
 }
+
+#[test]
+fn capture_by_pid_watches_that_process_cgroup() {
+    if !live_enabled("capture_by_pid_watches_that_process_cgroup") {
+        return;
+    }
+    let cg = TestCgroup::new("clipid").unwrap();
+    let mut workload = cg
+        .command("/bin/bash")
+        .arg("-c")
+        .arg("sleep 2; /bin/echo pid-marker >/dev/null")
+        .spawn()
+        .unwrap();
+    let out = Command::new(baseliner_bin())
+        .args(["capture", "--json", "--duration", "4", "--pid"])
+        .arg(workload.id().to_string())
+        .output()
+        .unwrap();
+    assert!(workload.wait().unwrap().success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let echo = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["kind"] == "exec" && e["argv"][1] == "pid-marker")
+        .unwrap_or_else(|| panic!("no exec of the workload's echo: {stdout}"));
+    assert_eq!(echo["workload"]["id"], cg.rel.as_str());
+}

@@ -73,6 +73,24 @@ pub fn cgroup_id(path: &Path) -> io::Result<u64> {
     Ok(fs::metadata(path)?.ino())
 }
 
+/// The cgroup2 path of a process, from its `/proc/PID/cgroup` text (the `0::` line).
+pub fn parse_proc_cgroup(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim_end().to_string())
+}
+
+/// The cgroup2 path (relative to the mount) of process `pid`.
+pub fn cgroup_of_pid(pid: u32) -> io::Result<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    parse_proc_cgroup(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("process {pid} has no cgroup2 entry"),
+        )
+    })
+}
+
 /// Maps cgroup ids to paths relative to the cgroup2 mount (`/` for the root cgroup).
 ///
 /// Known ids are answered from a cache. An unknown id triggers a walk of the whole tree, but at
@@ -221,6 +239,24 @@ fn walk(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod proc_cgroup_tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_line() {
+        let hybrid = "9:name=systemd:/\n4:memory:/x/y\n1:cpu:/\n0::/user.slice/session-3.scope\n";
+        assert_eq!(
+            parse_proc_cgroup(hybrid).as_deref(),
+            Some("/user.slice/session-3.scope")
+        );
+        assert_eq!(parse_proc_cgroup("0::/\n").as_deref(), Some("/"));
+        assert_eq!(parse_proc_cgroup("4:memory:/x\n"), None);
+        let me = cgroup_of_pid(std::process::id()).unwrap();
+        assert!(me.starts_with('/'), "{me}");
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 use learner::{
+    attribution::cgroup,
     capture::{Capture, CaptureOptions},
     kernel::LoadOptions,
     view,
@@ -24,6 +25,9 @@ pub struct Args {
     /// cgroup2 mount, or relative to it such as /system.slice/nginx.service. Default: all.
     #[arg(long = "cgroup", value_name = "PATH")]
     cgroups: Vec<PathBuf>,
+    /// Watch the cgroup of this process (repeatable), e.g. `--pid $$` for your own shell.
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
     /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
@@ -79,8 +83,14 @@ fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let duration = args.duration.map(|d| seconds("duration", d)).transpose()?;
+    let mut cgroups = args.cgroups.clone();
+    for pid in &args.pids {
+        let path = cgroup::cgroup_of_pid(*pid)
+            .with_context(|| format!("--pid {pid}: cannot read the process's cgroup"))?;
+        cgroups.push(PathBuf::from(path));
+    }
     let opts = CaptureOptions {
-        cgroups: args.cgroups.clone(),
+        cgroups,
         load: LoadOptions {
             ring_bytes: args.ring_kib.saturating_mul(1024),
             dedup_window: seconds("dedup-window", args.dedup_window)?,
