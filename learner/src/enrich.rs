@@ -241,17 +241,24 @@ impl Enricher {
             }
             _ => self.processes.lookup(pid),
         };
+        let ppid = if h.ppid != 0 { h.ppid } else { ppid };
+        // Lineage: who started this program.
+        let parent_exe = match detail {
+            EventDetail::Exec { .. } if ppid != 0 => self.processes.lookup(ppid).0,
+            _ => None,
+        };
         Event {
             schema: SCHEMA_VERSION,
             ts_ns: self.clock.to_unix_ns(h.boot_ns),
             workload: self.attributor.workload(h.cgroup_id),
             pid,
             tid: h.tid,
-            ppid: if h.ppid != 0 { h.ppid } else { ppid },
+            ppid,
             uid: h.uid,
             gid: h.gid,
             comm: h.comm,
             exe,
+            parent_exe,
             detail,
         }
     }

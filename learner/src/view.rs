@@ -124,6 +124,7 @@ mod tests {
             gid: 0,
             comm: "nginx".into(),
             exe: Some("/usr/sbin/nginx".into()),
+            parent_exe: None,
             detail,
         }
     }

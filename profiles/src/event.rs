@@ -34,6 +34,9 @@ pub struct Event {
     /// Executable of the process; for `exec`, the program just executed. `None` when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
+    /// Executable of the parent process (`ppid`), when known. Gives the process lineage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_exe: Option<String>,
     /// Kind-specific fields; `kind` names the variant.
     #[serde(flatten)]
     pub detail: EventDetail,
@@ -106,7 +109,7 @@ impl fmt::Display for Access {
 }
 
 /// Socket address family of a network event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     /// IPv4.
@@ -118,7 +121,7 @@ pub enum Family {
 }
 
 /// Transport protocol of a network event, from the socket type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// IP stream socket.
@@ -286,6 +289,7 @@ mod tests {
             gid: 33,
             comm: "nginx".into(),
             exe: Some("/usr/sbin/nginx".into()),
+            parent_exe: Some("/usr/lib/systemd/systemd".into()),
             detail,
         }
     }

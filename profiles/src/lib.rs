@@ -1,6 +1,10 @@
 //! Baseliner's behaviour data: the event contract shared by capture, datasets, replay and
-//! scoring. Profiles (learned baselines) build on these events.
+//! scoring, and the behaviour profiles (learned baselines) built from those events: the model,
+//! path and argument generalisation, and secret redaction.
 
 pub mod event;
+pub mod generalize;
+pub mod model;
+pub mod redact;
 
 pub use event::{Access, Endpoint, Event, EventDetail, Family, Protocol, SCHEMA_VERSION, Workload};

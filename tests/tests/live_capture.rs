@@ -165,6 +165,8 @@ async fn events_are_attributed_deduplicated_and_filtered() {
     assert_eq!(exec.ppid, bash_pid);
     assert_eq!(exec.comm, "true");
     assert_eq!(exec.exe.as_deref(), Some("/bin/true"));
+    // Lineage: the parent is the bash the agent saw being executed as /bin/bash.
+    assert_eq!(exec.parent_exe.as_deref(), Some("/bin/bash"));
 
     // The file read three times arrives once: the repeats were counted in the kernel.
     let opens: Vec<&Event> = events
