@@ -86,8 +86,10 @@ pub struct NetEntry {
     pub port: u16,
 }
 
-/// What one workload was seen doing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What one workload was seen doing. Serialised with each map as a list of `[entry, seen]`
+/// pairs (JSON object keys must be strings), sorted by entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "ProfileLists", from = "ProfileLists")]
 pub struct Profile {
     /// Executed programs.
     pub execs: BTreeMap<ExecEntry, Seen>,
@@ -99,6 +101,53 @@ pub struct Profile {
     pub connects: BTreeMap<NetEntry, Seen>,
     /// Local addresses served on (TCP listen, UDP bind).
     pub listens: BTreeMap<NetEntry, Seen>,
+}
+
+/// The serialised form of [`Profile`].
+#[derive(Serialize, Deserialize)]
+struct ProfileLists {
+    execs: Vec<(ExecEntry, Seen)>,
+    lineage: Vec<(LineageEntry, Seen)>,
+    files: Vec<(FileEntry, Seen)>,
+    connects: Vec<(NetEntry, Seen)>,
+    listens: Vec<(NetEntry, Seen)>,
+}
+
+impl From<Profile> for ProfileLists {
+    fn from(p: Profile) -> Self {
+        ProfileLists {
+            execs: p.execs.into_iter().collect(),
+            lineage: p.lineage.into_iter().collect(),
+            files: p.files.into_iter().collect(),
+            connects: p.connects.into_iter().collect(),
+            listens: p.listens.into_iter().collect(),
+        }
+    }
+}
+
+impl From<ProfileLists> for Profile {
+    fn from(l: ProfileLists) -> Self {
+        // Duplicate entries (a hand-edited file) are merged, not dropped.
+        fn collect<K: Ord>(v: Vec<(K, Seen)>) -> BTreeMap<K, Seen> {
+            let mut m: BTreeMap<K, Seen> = BTreeMap::new();
+            for (k, s) in v {
+                match m.get_mut(&k) {
+                    Some(e) => e.merge(&s),
+                    None => {
+                        m.insert(k, s);
+                    }
+                }
+            }
+            m
+        }
+        Profile {
+            execs: collect(l.execs),
+            lineage: collect(l.lineage),
+            files: collect(l.files),
+            connects: collect(l.connects),
+            listens: collect(l.listens),
+        }
+    }
 }
 
 /// Which part of a profile changed when an event was recorded.

@@ -272,6 +272,12 @@ proptest! {
     }
 
     #[test]
+    fn json_round_trip_keeps_the_profile(a in arb_profile()) {
+        let json = serde_json::to_string(&a).unwrap();
+        prop_assert_eq!(serde_json::from_str::<Profile>(&json).unwrap(), a);
+    }
+
+    #[test]
     fn merge_with_empty_changes_nothing(a in arb_profile()) {
         prop_assert_eq!(merged(&a, &Profile::default()), a.clone());
         prop_assert_eq!(merged(&Profile::default(), &a), a);
