@@ -2,9 +2,13 @@
 //! scoring, and the behaviour profiles (learned baselines) built from those events: the model,
 //! path and argument generalisation, and secret redaction.
 
+pub mod codec;
 pub mod event;
 pub mod generalize;
+pub mod learning;
+pub mod mode;
 pub mod model;
 pub mod redact;
+pub mod store;
 
 pub use event::{Access, Endpoint, Event, EventDetail, Family, Protocol, SCHEMA_VERSION, Workload};

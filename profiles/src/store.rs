@@ -1,0 +1,214 @@
+//! The embedded store (sled): profiles per workload and revision with their learning state,
+//! and workload modes. Values go through [`crate::codec`]. Writes are batched; a value is
+//! durable once [`Store::flush`] returns.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::{
+    codec::{self, CodecError},
+    learning::Learning,
+    mode::Mode,
+    model::Profile,
+};
+
+/// A store operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// sled failed (I/O, or the store is locked by another process).
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value could not be read back.
+    #[error("store value {key:?}: {source}")]
+    Codec {
+        /// The key whose value is bad.
+        key: String,
+        /// What is wrong with it.
+        #[source]
+        source: CodecError,
+    },
+    /// A workload or revision name that cannot be a key.
+    #[error("invalid {what} {value:?}: {why}")]
+    InvalidName {
+        /// "workload" or "revision".
+        what: &'static str,
+        /// The rejected name.
+        value: String,
+        /// Why.
+        why: &'static str,
+    },
+}
+
+/// A profile with its learning state, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredProfile {
+    /// The learned entries.
+    pub profile: Profile,
+    /// Learning progress.
+    pub learning: Learning,
+}
+
+/// Identifies a stored profile.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProfileKey {
+    /// Workload id.
+    pub workload: String,
+    /// Revision (host: a hash of the executable set; Kubernetes: pod-template-hash / digest).
+    pub revision: String,
+}
+
+const SEP: char = '\u{0}';
+
+fn check(what: &'static str, value: &str) -> Result<(), StoreError> {
+    let why = if value.is_empty() {
+        "empty"
+    } else if value.contains(SEP) {
+        "contains a NUL character"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidName {
+        what,
+        value: value.to_string(),
+        why,
+    })
+}
+
+impl ProfileKey {
+    /// A key, validated.
+    pub fn new(workload: &str, revision: &str) -> Result<ProfileKey, StoreError> {
+        check("workload", workload)?;
+        check("revision", revision)?;
+        Ok(ProfileKey {
+            workload: workload.into(),
+            revision: revision.into(),
+        })
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        format!("{}{SEP}{}", self.workload, self.revision).into_bytes()
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<ProfileKey> {
+        let s = std::str::from_utf8(b).ok()?;
+        let (w, r) = s.split_once(SEP)?;
+        Some(ProfileKey {
+            workload: w.into(),
+            revision: r.into(),
+        })
+    }
+}
+
+/// The agent's embedded store.
+pub struct Store {
+    db: sled::Db,
+    profiles: sled::Tree,
+    modes: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store in directory `path`. Only one process may hold it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(path).open()?;
+        let profiles = db.open_tree("profiles")?;
+        let modes = db.open_tree("modes")?;
+        Ok(Store {
+            db,
+            profiles,
+            modes,
+        })
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+        codec::decode(v).map_err(|source| StoreError::Codec {
+            key: String::from_utf8_lossy(key).replace(SEP, "/"),
+            source,
+        })
+    }
+
+    /// The stored profile for `key`, if any.
+    pub fn load(&self, key: &ProfileKey) -> Result<Option<StoredProfile>, StoreError> {
+        let k = key.bytes();
+        self.profiles
+            .get(&k)?
+            .map(|v| Self::decode(&k, &v))
+            .transpose()
+    }
+
+    /// Writes several profiles in one atomic batch (not yet flushed to disk).
+    pub fn save_batch<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a ProfileKey, &'a StoredProfile)>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in items {
+            let bytes = codec::encode(value).map_err(|source| StoreError::Codec {
+                key: format!("{}/{}", key.workload, key.revision),
+                source,
+            })?;
+            batch.insert(key.bytes(), bytes);
+        }
+        self.profiles.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Removes a profile; true when it existed.
+    pub fn remove(&self, key: &ProfileKey) -> Result<bool, StoreError> {
+        Ok(self.profiles.remove(key.bytes())?.is_some())
+    }
+
+    /// Every stored profile key, sorted.
+    pub fn keys(&self) -> Result<Vec<ProfileKey>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.profiles.iter() {
+            let (k, _) = kv?;
+            if let Some(key) = ProfileKey::from_bytes(&k) {
+                out.push(key);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The mode set for `workload`, if one was set.
+    pub fn mode(&self, workload: &str) -> Result<Option<Mode>, StoreError> {
+        self.modes
+            .get(workload.as_bytes())?
+            .map(|v| Self::decode(workload.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// Sets and flushes the mode of `workload` (a mode change is acknowledged only once durable).
+    pub fn set_mode(&self, workload: &str, mode: Mode) -> Result<(), StoreError> {
+        check("workload", workload)?;
+        let bytes = codec::encode(&mode).map_err(|source| StoreError::Codec {
+            key: workload.into(),
+            source,
+        })?;
+        self.modes.insert(workload.as_bytes(), bytes)?;
+        self.flush()
+    }
+
+    /// Every workload with a mode set, sorted.
+    pub fn modes(&self) -> Result<Vec<(String, Mode)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.modes.iter() {
+            let (k, v) = kv?;
+            out.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                Self::decode(&k, &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
