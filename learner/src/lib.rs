@@ -7,5 +7,6 @@ pub mod decode;
 pub mod doctor;
 pub mod enrich;
 pub mod kernel;
+pub mod recorder;
 pub mod sockets;
 pub mod view;

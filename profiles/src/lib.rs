@@ -3,7 +3,9 @@
 //! path and argument generalisation, and secret redaction.
 
 pub mod codec;
+pub mod diff;
 pub mod event;
+pub mod export;
 pub mod generalize;
 pub mod learning;
 pub mod mode;

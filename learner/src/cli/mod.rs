@@ -2,6 +2,9 @@
 
 mod capture;
 mod doctor;
+mod profile;
+mod run;
+mod session;
 
 use std::process::ExitCode;
 
@@ -24,6 +27,10 @@ enum Command {
     Capture(capture::Args),
     /// Check that this host can run the agent, and say how to fix what is missing.
     Doctor(doctor::Args),
+    /// Run the agent on this host: capture, attribute, and learn workload profiles.
+    Run(run::Args),
+    /// Read the learned profiles (with no agent running).
+    Profile(profile::Args),
 }
 
 /// Sets up `tracing` on stderr.
@@ -46,5 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Capture(a) => capture::run(a),
         Command::Doctor(a) => doctor::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Profile(a) => profile::run(a),
     }
 }

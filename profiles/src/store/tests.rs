@@ -12,10 +12,12 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(label: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let p = std::env::temp_dir().join(format!(
-            "baseliner-store-{label}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
+            "baseliner-store-{label}-{}-{nanos}",
+            std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&p);
         TempDir(p)
