@@ -204,5 +204,69 @@ fn a_learned_profile_is_exact_durable_and_stable() {
         count(&third) > count(&second),
         "the killed agent's flushed observations are there"
     );
+
+    // 4. Export for audit: stable bytes, verified on import; a tampered file changes nothing.
+    let export = |yaml: bool| {
+        let mut cmd = Command::new(baseliner_bin());
+        cmd.args(["profile", "export", &cg.rel, "--store"])
+            .arg(&store);
+        if yaml {
+            cmd.arg("--yaml");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let json = export(false);
+    assert_eq!(json, export(false), "export is stable byte for byte");
+    let exported = dir.join("profile.json");
+    std::fs::write(&exported, &json).unwrap();
+    let yaml_file = dir.join("profile.yaml");
+    std::fs::write(&yaml_file, export(true)).unwrap();
+    let diff = Command::new(baseliner_bin())
+        .args(["profile", "diff"])
+        .arg(&exported)
+        .arg(&yaml_file)
+        .output()
+        .unwrap();
+    assert!(diff.status.success());
+    assert!(
+        diff.stdout.is_empty(),
+        "JSON and YAML exports hold the same profile"
+    );
+    let tampered = dir.join("tampered.json");
+    let text = String::from_utf8(json)
+        .unwrap()
+        .replacen("/bin/cat", "/bin/evil", 1);
+    std::fs::write(&tampered, text).unwrap();
+    let before = show(&store, &cg.rel);
+    let out = Command::new(baseliner_bin())
+        .args(["profile", "import", "--store"])
+        .arg(&store)
+        .arg(&tampered)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("content hash mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        show(&store, &cg.rel),
+        before,
+        "a rejected import changes nothing"
+    );
+    let out = Command::new(baseliner_bin())
+        .args(["profile", "diff"])
+        .arg(&exported)
+        .arg(&tampered)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "diff verifies its inputs too");
     let _ = std::fs::remove_dir_all(&dir);
 }
