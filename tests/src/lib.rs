@@ -122,3 +122,35 @@ pub fn baseliner_bin() -> PathBuf {
     );
     bin
 }
+
+/// A loopback TCP listener that accepts and closes connections on a thread; its port.
+pub fn loopback_listener() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1");
+    let port = listener.local_addr().expect("local address").port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            drop(s);
+        }
+    });
+    port
+}
+
+/// Reads an agent's stderr until it reports that capture is attached ("capturing ..."), and
+/// returns the reader for the rest. Panics when the agent exits first.
+pub fn wait_until_capturing(
+    stderr: std::process::ChildStderr,
+) -> std::io::BufReader<std::process::ChildStderr> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(stderr);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .expect("reading the agent's stderr");
+        assert!(n > 0, "agent exited before it was ready");
+        if line.contains("capturing") {
+            return reader;
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! schema-versioned event per line and the kernel statistics on exit; `doctor` passes here.
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::Read,
     process::{Command, Stdio},
 };
 
@@ -28,18 +28,7 @@ fn capture_json_prints_events_and_statistics() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(agent.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "agent exited before it was ready"
-        );
-        if line.contains("capturing") {
-            break;
-        }
-    }
+    let mut stderr = baseliner_tests::wait_until_capturing(agent.stderr.take().unwrap());
     let status = cg
         .command("/bin/sh")
         .arg("-c")

@@ -4,8 +4,7 @@
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader},
-    net::TcpListener,
+    io::BufRead,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -23,18 +22,7 @@ fn start_agent(store: &Path, cg: &TestCgroup, extra: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(agent.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "agent exited before it was ready"
-        );
-        if line.contains("capturing") {
-            break;
-        }
-    }
+    let mut stderr = baseliner_tests::wait_until_capturing(agent.stderr.take().unwrap());
     // Keep draining stderr so the agent never blocks on a full pipe.
     std::thread::spawn(move || {
         let mut sink = String::new();
@@ -90,13 +78,7 @@ fn a_learned_profile_is_exact_durable_and_stable() {
     let store: PathBuf = dir.join("store");
     let data = dir.join("data.txt");
     std::fs::write(&data, "x\n").unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            drop(s);
-        }
-    });
+    let port = baseliner_tests::loopback_listener();
     let cg = TestCgroup::new("learn").unwrap();
     let script = format!(
         "for i in 1 2 3; do /bin/cat {d} >/dev/null; /bin/ls /etc >/dev/null; /bin/echo --password=hunter2 >/dev/null; done; \

@@ -4,7 +4,6 @@
 
 use std::{
     io::Read,
-    net::TcpListener,
     path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
@@ -69,13 +68,7 @@ async fn events_are_attributed_deduplicated_and_filtered() {
     let outside_file = dir.join("outside-only.txt");
     std::fs::write(&outside_file, "x\n").unwrap();
 
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            drop(s);
-        }
-    });
+    let port = baseliner_tests::loopback_listener();
 
     let mut cap = Capture::start(&CaptureOptions {
         cgroups: vec![cg.path.clone()],
