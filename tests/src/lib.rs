@@ -79,6 +79,17 @@ impl TestCgroup {
         cmd
     }
 
+    /// Runs `bash -c script` inside this cgroup to completion; panics unless it succeeds.
+    pub fn run_bash(&self, script: &str) {
+        let status = self
+            .command("/bin/bash")
+            .arg("-c")
+            .arg(script)
+            .status()
+            .expect("starting bash");
+        assert!(status.success(), "workload `{script}` failed: {status}");
+    }
+
     /// Pids currently in the cgroup.
     pub fn pids(&self) -> Vec<i32> {
         fs::read_to_string(self.path.join("cgroup.procs"))
@@ -153,4 +164,12 @@ pub fn wait_until_capturing(
             return reader;
         }
     }
+}
+
+/// A fresh, empty scratch directory `baseliner-<label>-<pid>` under the system temp dir.
+pub fn temp_dir(label: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("baseliner-{label}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).expect("creating a scratch directory");
+    d
 }

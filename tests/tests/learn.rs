@@ -72,9 +72,7 @@ fn a_learned_profile_is_exact_durable_and_stable() {
     if !live_enabled("a_learned_profile_is_exact_durable_and_stable") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("baseliner-learn-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = baseliner_tests::temp_dir("learn");
     let store: PathBuf = dir.join("store");
     let data = dir.join("data.txt");
     std::fs::write(&data, "x\n").unwrap();
@@ -85,16 +83,7 @@ fn a_learned_profile_is_exact_durable_and_stable() {
          exec 3<>/dev/tcp/127.0.0.1/{port}; exec 3>&-",
         d = data.display()
     );
-    let workload = || {
-        assert!(
-            cg.command("/bin/bash")
-                .arg("-c")
-                .arg(&script)
-                .status()
-                .unwrap()
-                .success()
-        )
-    };
+    let workload = || cg.run_bash(&script);
 
     // 1. Learn, stop the agent normally.
     let mut agent = start_agent(&store, &cg, &["--duration", "3"]);

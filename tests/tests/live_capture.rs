@@ -4,24 +4,17 @@
 
 use std::{
     io::Read,
-    path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use baseliner_tests::{TestCgroup, live_enabled};
+use baseliner_tests::{TestCgroup, live_enabled, temp_dir};
 use learner::{
     capture::{Capture, CaptureOptions},
     kernel::{KernelStats, LoadOptions},
 };
 use learner_ebpf::EventKind;
 use profiles::{Access, Event, EventDetail, Family, Protocol};
-
-fn temp_dir(label: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("baseliner-live-{label}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Collects a child's whole stdout on a thread, so the test can read events meanwhile.
 fn read_stdout_in_background(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
@@ -239,13 +232,7 @@ async fn a_full_ring_drops_are_counted_never_silent() {
         },
     })
     .unwrap();
-    let status = cg
-        .command("/bin/bash")
-        .arg("-c")
-        .arg("for i in $(seq 1 500); do : < /nonexistent-baseliner-$i 2>/dev/null; done; true")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    cg.run_bash("for i in $(seq 1 500); do : < /nonexistent-baseliner-$i 2>/dev/null; done; true");
     let mut received = 0u64;
     cap.drain(|_| received += 1);
     let stats = cap.stats().unwrap();
@@ -386,15 +373,10 @@ async fn a_repeat_is_sent_again_in_the_next_window() {
     })
     .unwrap();
     let read_twice = |cg: &TestCgroup| {
-        let script = format!("read -r l < {f}; read -r l < {f}", f = file.display());
-        assert!(
-            cg.command("/bin/bash")
-                .arg("-c")
-                .arg(&script)
-                .status()
-                .unwrap()
-                .success()
-        );
+        cg.run_bash(&format!(
+            "read -r l < {f}; read -r l < {f}",
+            f = file.display()
+        ));
     };
     let file_s = file.to_string_lossy().into_owned();
     let count = |evs: &[Event]| {

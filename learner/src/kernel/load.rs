@@ -110,7 +110,7 @@ impl Probes {
             .load(EBPF_OBJECT)
             .map_err(|e| kernel_err("loading the eBPF object (creating maps)", &e, &facts))?;
         let mut probes = Probes { ebpf };
-        probes.configure(opts, ring, &facts)?;
+        probes.configure(opts, ring)?;
         for id in monitored {
             probes.monitor(*id)?;
         }
@@ -135,27 +135,15 @@ impl Probes {
         Ok(probes)
     }
 
-    fn configure(
-        &mut self,
-        opts: &LoadOptions,
-        ring: u32,
-        facts: &HostFacts,
-    ) -> Result<(), LoadError> {
-        let map = self
-            .ebpf
-            .map_mut("CONFIG")
-            .ok_or_else(|| LoadError::Missing("map CONFIG".into()))?;
-        let mut config: Array<&mut MapData, Config> =
-            Array::try_from(map).map_err(|e| kernel_err("opening map CONFIG", &e, facts))?;
+    fn configure(&mut self, opts: &LoadOptions, ring: u32) -> Result<(), LoadError> {
+        let mut config: Array<&mut MapData, Config> = self.typed_map("CONFIG")?;
         let cfg = Config {
             filter_enabled: opts.filter as u32,
             paused: 0,
             dedup_window_ns: opts.dedup_window.as_nanos().min(u64::MAX as u128) as u64,
             wakeup_bytes: u64::from(opts.wakeup_bytes.unwrap_or(ring / 16)),
         };
-        config
-            .set(0, cfg, 0)
-            .map_err(|e| kernel_err("writing map CONFIG", &e, facts))
+        config.set(0, cfg, 0).map_err(map_err("writing map CONFIG"))
     }
 
     /// A map of the object, opened as type `T`.
@@ -167,7 +155,7 @@ impl Probes {
             .ebpf
             .map_mut(name)
             .ok_or_else(|| LoadError::Missing(format!("map {name}")))?;
-        T::try_from(map).map_err(|e| map_err(&format!("opening map {name}"))(e))
+        T::try_from(map).map_err(map_err(&format!("opening map {name}")))
     }
 
     /// Adds a cgroup id to the filter.
@@ -221,14 +209,13 @@ impl Probes {
             .ebpf
             .map("STATS")
             .ok_or_else(|| LoadError::Missing("map STATS".into()))?;
-        let facts = || HostFacts::current();
-        let arr: PerCpuArray<&MapData, KindStats> = PerCpuArray::try_from(map)
-            .map_err(|e| kernel_err("opening map STATS", &e, &facts()))?;
+        let arr: PerCpuArray<&MapData, KindStats> =
+            PerCpuArray::try_from(map).map_err(map_err("opening map STATS"))?;
         let mut kinds = Vec::new();
         for kind in EventKind::ALL {
             let per_cpu = arr
                 .get(&(kind as u32), 0)
-                .map_err(|e| kernel_err("reading map STATS", &e, &facts()))?;
+                .map_err(map_err("reading map STATS"))?;
             let mut sum = KindStats::default();
             for s in per_cpu.iter() {
                 sum.add(s);
