@@ -23,6 +23,9 @@ pub struct Recorder {
     redactor: Redactor,
     profiles: HashMap<ProfileKey, StoredProfile>,
     dirty: HashSet<ProfileKey>,
+    /// Modes read from the store, once per workload. The store is owned by this process, so
+    /// nothing else changes them while it runs.
+    modes: HashMap<String, Mode>,
     default_mode: Mode,
     /// Events recorded.
     pub recorded: u64,
@@ -38,6 +41,7 @@ impl Recorder {
             redactor,
             profiles: HashMap::new(),
             dirty: HashSet::new(),
+            modes: HashMap::new(),
             default_mode,
             recorded: 0,
             redactions: 0,
@@ -49,9 +53,14 @@ impl Recorder {
         &self.store
     }
 
-    /// The mode of `workload`.
-    pub fn mode(&self, workload: &str) -> Result<Mode> {
-        Ok(self.store.mode(workload)?.unwrap_or(self.default_mode))
+    /// The mode of `workload` (read from the store on first use, then from memory).
+    pub fn mode(&mut self, workload: &str) -> Result<Mode> {
+        if let Some(m) = self.modes.get(workload) {
+            return Ok(*m);
+        }
+        let m = self.store.mode(workload)?.unwrap_or(self.default_mode);
+        self.modes.insert(workload.to_string(), m);
+        Ok(m)
     }
 
     /// Records one event when its workload is learning. Returns whether it was recorded.
