@@ -67,9 +67,18 @@ impl TestCgroup {
         })
     }
 
-    /// A command that moves itself into this cgroup before exec.
+    /// A command with a fixed environment that moves itself into this cgroup before exec.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
+        // A fixed environment keeps the workload's behaviour the same wherever the tests run:
+        // without SHELL, bash looks the user up and glibc probes the nscd socket, a connect
+        // the profile would rightly record.
+        cmd.env_clear().envs([
+            ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            ("HOME", "/root"),
+            ("SHELL", "/bin/bash"),
+            ("LANG", "C"),
+        ]);
         let procs = self.path.join("cgroup.procs");
         // SAFETY: the closure only writes to a file, which is async-signal-safe enough for a
         // freshly forked single-threaded child.
