@@ -1,5 +1,6 @@
 //! A capture session: probes loaded for a set of cgroups (or all), events read from the ring,
-//! decoded and attributed. Used by `baseliner capture` and by the live tests.
+//! decoded and attributed, after the `exec` events of the processes that were already running.
+//! Used by `baseliner capture`, `baseliner run` and the live tests.
 
 use std::{
     collections::BTreeSet,
@@ -15,6 +16,7 @@ use crate::{
     decode,
     enrich::Enricher,
     kernel::{KernelStats, LoadOptions, Probes, ring::RingReader},
+    running,
 };
 
 /// What to capture.
@@ -35,17 +37,23 @@ pub struct Capture {
     monitored: BTreeSet<u64>,
     dedup_window: Duration,
     window_started: Instant,
-    /// Records read but not passed on.
+    /// Exec events of the processes found running at start, not passed on yet.
+    existing: Vec<Event>,
+    /// Records read but not passed on, and events read from /proc.
     pub counts: Counts,
 }
 
-/// Records read from the ring but not passed on as events.
+/// Records read from the ring but not passed on as events, and events that came from /proc
+/// instead of the ring.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counts {
     /// Records that failed to decode.
     pub decode_errors: u64,
     /// Events of the agent's own process, skipped.
     pub own_events: u64,
+    /// Exec events of processes already running at start (read from /proc, marked `existing`),
+    /// not included in [`Capture::received`].
+    pub existing: u64,
 }
 
 /// Resolves a `--cgroup` argument: an absolute path under the cgroup2 mount, or a path relative
@@ -67,8 +75,10 @@ pub fn resolve_cgroup_arg(mount: &Path, arg: &Path) -> Result<PathBuf> {
 }
 
 impl Capture {
-    /// Loads and attaches the probes. With cgroups given, only they and their descendants are
-    /// watched; call [`Capture::refresh_cgroups`] to pick up sub-cgroups created later.
+    /// Loads and attaches the probes, then reads the processes already running in the watched
+    /// cgroups from /proc; their `exec` events (marked `existing`) are passed on before any live
+    /// event. With cgroups given, only they and their descendants are watched; call
+    /// [`Capture::refresh_cgroups`] to pick up sub-cgroups created later.
     pub fn start(opts: &CaptureOptions) -> Result<Capture> {
         let mount = cgroup::cgroup2_mount().context("finding the cgroup2 hierarchy")?;
         let roots = opts
@@ -89,7 +99,23 @@ impl Capture {
         };
         let ids: Vec<u64> = monitored.iter().copied().collect();
         let mut probes = Probes::load(&load, &ids)?;
+        // Read /proc only now: a process that execs from here on is seen live, so none falls in
+        // between (one that execs during the scan may be reported twice).
+        let attached = running::boot_ns_now();
         let reader = RingReader::new(probes.take_ring()?).context("watching the ring buffer")?;
+        let watched = (!roots.is_empty()).then_some(&monitored);
+        let existing =
+            running::existing_events(&mut enricher, Path::new("/proc"), watched, attached)
+                .unwrap_or_else(|e| {
+                    // Capture works without them; only the processes' exec events are missing.
+                    tracing::warn!("cannot read the running processes from /proc: {e}");
+                    Vec::new()
+                });
+        tracing::info!(
+            "picked up {} running processes in {} workloads",
+            existing.len(),
+            running::workload_count(&existing)
+        );
         Ok(Capture {
             probes,
             reader,
@@ -98,7 +124,11 @@ impl Capture {
             monitored,
             dedup_window: opts.load.dedup_window,
             window_started: Instant::now(),
-            counts: Counts::default(),
+            counts: Counts {
+                existing: existing.len() as u64,
+                ..Counts::default()
+            },
+            existing,
         })
     }
 
@@ -147,8 +177,22 @@ impl Capture {
         }
     }
 
-    /// Waits for events and passes each to `f`; returns how many records were read.
+    /// Passes on the exec events of the processes found running at start, once.
+    fn pass_existing(&mut self, f: &mut impl FnMut(Event)) -> usize {
+        let existing = std::mem::take(&mut self.existing);
+        let n = existing.len();
+        existing.into_iter().for_each(f);
+        n
+    }
+
+    /// Waits for events and passes each to `f`; returns how many records were read. The first
+    /// call passes on the events of the processes found running at start instead (without
+    /// waiting) and returns how many.
     pub async fn next_batch(&mut self, mut f: impl FnMut(Event)) -> Result<usize> {
+        let existing = self.pass_existing(&mut f);
+        if existing > 0 {
+            return Ok(existing);
+        }
         let Capture {
             reader,
             enricher,
@@ -162,8 +206,11 @@ impl Capture {
         Ok(n)
     }
 
-    /// Passes whatever is already in the ring to `f` without waiting.
+    /// Passes whatever is already in the ring to `f` without waiting (after the events of the
+    /// processes found running at start, if not passed on yet); returns how many records were
+    /// read from the ring.
     pub fn drain(&mut self, mut f: impl FnMut(Event)) -> usize {
+        self.pass_existing(&mut f);
         let Capture {
             reader,
             enricher,

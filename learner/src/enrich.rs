@@ -259,6 +259,7 @@ impl Enricher {
             comm: h.comm,
             exe,
             parent_exe,
+            existing: false,
             detail,
         }
     }

@@ -3,10 +3,14 @@
 
 pub mod attribution;
 pub mod capture;
+pub mod config;
+pub mod control;
 pub mod decode;
+pub mod digest;
 pub mod doctor;
 pub mod enrich;
 pub mod kernel;
 pub mod recorder;
+pub mod running;
 pub mod sockets;
 pub mod view;

@@ -1,32 +1,58 @@
 //! Learn mode: events of learning workloads are redacted, generalised into their profiles in
 //! memory, and written to the store in batches. Nothing is lost on restart beyond the last batch:
 //! profiles are loaded back from the store on first use.
+//!
+//! The recorder also owns what the API changes while the agent runs (modes, imports), so a
+//! change applies to the next event, and each workload's host revision ([`Revisions`]).
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::{Context as _, Result};
+use api::Settings;
 use profiles::{
     Event, EventDetail,
-    learning::Learning,
+    learning::{Learning, Status},
     mode::Mode,
     redact::Redactor,
+    revision::{Observed, Revisions},
     store::{ProfileKey, Store, StoredProfile},
 };
 
-/// Revision of host workloads. Profiles are kept per workload and revision; on a plain host
-/// every workload has this one revision until executable-set revisions exist.
-pub const HOST_REVISION: &str = "host";
+use crate::digest::Digests;
+
+/// Learning settings with the defaults of `baseliner run`.
+pub fn default_settings(default_mode: Mode) -> Settings {
+    Settings {
+        default_mode,
+        stable_after: Duration::from_secs(3600),
+        auto_alert_after: None,
+        max_entries: 1000,
+    }
+}
+
+/// Now, in Unix-epoch nanoseconds.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
 
 /// Records learning workloads' events into their profiles.
 pub struct Recorder {
     store: Store,
     redactor: Redactor,
+    settings: Settings,
     profiles: HashMap<ProfileKey, StoredProfile>,
     dirty: HashSet<ProfileKey>,
-    /// Modes read from the store, once per workload. The store is owned by this process, so
-    /// nothing else changes them while it runs.
+    /// Revision state per workload, loaded from the store on first use.
+    revisions: HashMap<String, Revisions>,
+    dirty_revisions: HashSet<String>,
+    digests: Digests,
+    /// Modes read from the store, once per workload; [`Recorder::set_mode`] keeps them current.
     modes: HashMap<String, Mode>,
-    default_mode: Mode,
     /// Events recorded.
     pub recorded: u64,
     /// Secrets removed from argv before recording.
@@ -36,13 +62,21 @@ pub struct Recorder {
 impl Recorder {
     /// A recorder over `store`; workloads without a stored mode are in `default_mode`.
     pub fn new(store: Store, redactor: Redactor, default_mode: Mode) -> Recorder {
+        Recorder::with_settings(store, redactor, default_settings(default_mode))
+    }
+
+    /// A recorder with explicit learning settings.
+    pub fn with_settings(store: Store, redactor: Redactor, settings: Settings) -> Recorder {
         Recorder {
             store,
             redactor,
+            settings,
             profiles: HashMap::new(),
             dirty: HashSet::new(),
+            revisions: HashMap::new(),
+            dirty_revisions: HashSet::new(),
+            digests: Digests::default(),
             modes: HashMap::new(),
-            default_mode,
             recorded: 0,
             redactions: 0,
         }
@@ -53,14 +87,119 @@ impl Recorder {
         &self.store
     }
 
+    /// The learning settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The mode of `workload` (read from the store on first use, then from memory).
     pub fn mode(&mut self, workload: &str) -> Result<Mode> {
         if let Some(m) = self.modes.get(workload) {
             return Ok(*m);
         }
-        let m = self.store.mode(workload)?.unwrap_or(self.default_mode);
+        let m = self
+            .store
+            .mode(workload)?
+            .unwrap_or(self.settings.default_mode);
         self.modes.insert(workload.to_string(), m);
         Ok(m)
+    }
+
+    /// Sets `workload`'s mode durably and applies it to the next event; returns the mode set
+    /// before, if any.
+    pub fn set_mode(&mut self, workload: &str, mode: Mode) -> Result<Option<Mode>> {
+        let previous = self.store.mode(workload)?;
+        self.store.set_mode(workload, mode)?;
+        self.modes.insert(workload.to_string(), mode);
+        Ok(previous)
+    }
+
+    /// Workloads with a mode set, sorted.
+    pub fn modes(&self) -> Result<Vec<(String, Mode)>> {
+        Ok(self.store.modes()?)
+    }
+
+    /// Every profile: stored, or learned since the last flush.
+    pub fn profile_keys(&self) -> Result<Vec<ProfileKey>> {
+        let mut keys: BTreeSet<ProfileKey> = self.store.keys()?.into_iter().collect();
+        keys.extend(self.profiles.keys().cloned());
+        Ok(keys.into_iter().collect())
+    }
+
+    /// The freshest copy of a profile (memory, else the store).
+    pub fn profile(&self, key: &ProfileKey) -> Result<Option<StoredProfile>> {
+        if let Some(p) = self.profiles.get(key) {
+            return Ok(Some(p.clone()));
+        }
+        Ok(self.store.load(key)?)
+    }
+
+    /// Stores an imported profile durably; learning continues from it.
+    pub fn import(&mut self, key: &ProfileKey, profile: StoredProfile) -> Result<()> {
+        self.store.save_batch([(key, &profile)])?;
+        self.store.flush()?;
+        self.dirty.remove(key);
+        if self.profiles.contains_key(key) {
+            self.profiles.insert(key.clone(), profile);
+        }
+        Ok(())
+    }
+
+    /// The revision of `event`'s workload, after noting the program it ran.
+    fn revision(&mut self, event: &Event) -> Result<String> {
+        let w = &event.workload.id;
+        if !self.revisions.contains_key(w)
+            && let Some(r) = self.store.revisions(w)?
+        {
+            self.revisions.insert(w.clone(), r);
+        }
+        // The event's program: its path is digested when it is new to the workload, and at
+        // every exec (an upgrade replaces a known program).
+        let exe = event.exe.as_deref().unwrap_or("");
+        let is_exec = matches!(event.detail, EventDetail::Exec { .. });
+        let state = self.revisions.get_mut(w);
+        let check = match &state {
+            None => true,
+            Some(r) => !exe.is_empty() && (is_exec || !r.executables.contains_key(exe)),
+        };
+        if check {
+            let digest = if exe.is_empty() {
+                crate::digest::UNREADABLE.to_string()
+            } else {
+                self.digests.of_path(exe)
+            };
+            match state {
+                None => {
+                    self.revisions
+                        .insert(w.clone(), Revisions::start(exe, &digest, event.ts_ns));
+                    self.dirty_revisions.insert(w.clone());
+                }
+                Some(r) => match r.observe(exe, &digest, event.ts_ns) {
+                    Observed::Known => {}
+                    Observed::Added => {
+                        self.dirty_revisions.insert(w.clone());
+                    }
+                    Observed::NewRevision => {
+                        tracing::info!(workload = %w, program = exe, revision = %r.current,
+                            "a known program changed: learning a new revision");
+                        self.dirty_revisions.insert(w.clone());
+                    }
+                },
+            }
+        }
+        Ok(self
+            .revisions
+            .get(w)
+            .map(|r| r.current.clone())
+            .unwrap_or_default())
+    }
+
+    /// The revision state of `workload`.
+    pub fn revisions(&mut self, workload: &str) -> Result<Option<Revisions>> {
+        if let Some(r) = self.revisions.get(workload) {
+            return Ok(Some(r.clone()));
+        }
+        Ok(self.store.revisions(workload)?)
     }
 
     /// Records one event when its workload is learning. Returns whether it was recorded.
@@ -68,12 +207,18 @@ impl Recorder {
         if self.mode(&event.workload.id)? != Mode::Learn {
             return Ok(false);
         }
+        if event.existing {
+            // Found running at start-up: its timestamp is the process's start, possibly days
+            // ago. It is observed now, and that is when learning it begins.
+            event.ts_ns = event.ts_ns.max(now_ns());
+        }
         if let EventDetail::Exec { argv, .. } = &mut event.detail {
             let (clean, n) = self.redactor.redact_argv(argv);
             *argv = clean;
             self.redactions += n as u64;
         }
-        let key = ProfileKey::new(&event.workload.id, HOST_REVISION)?;
+        let revision = self.revision(&event)?;
+        let key = ProfileKey::new(&event.workload.id, &revision)?;
         if !self.profiles.contains_key(&key) {
             let loaded = self
                 .store
@@ -95,18 +240,102 @@ impl Recorder {
         Ok(true)
     }
 
-    /// Writes every changed profile in one batch and makes it durable; returns how many.
+    /// Writes every changed profile and revision state in batches and makes them durable,
+    /// with the agent's sign of life; returns how many profiles were written.
     pub fn flush(&mut self) -> Result<usize> {
-        if self.dirty.is_empty() {
-            return Ok(0);
-        }
+        let revs: Vec<String> = self.dirty_revisions.drain().collect();
+        self.store.save_revisions(
+            revs.iter()
+                .filter_map(|w| self.revisions.get(w).map(|r| (w.as_str(), r))),
+        )?;
         let keys: Vec<ProfileKey> = self.dirty.iter().cloned().collect();
         let items = keys
             .iter()
             .filter_map(|k| self.profiles.get(k).map(|p| (k, p)));
         self.store.save_batch(items)?;
+        self.store.set_last_alive_ns(now_ns())?;
         self.store.flush()?;
         self.dirty.clear();
         Ok(keys.len())
     }
+
+    /// At start-up: when the agent was down longer than `threshold` since it was last alive,
+    /// every profile still learning then is marked incomplete (it may have missed behaviour).
+    /// Returns how many were marked.
+    pub fn note_downtime(&mut self, now: u64, threshold: Duration) -> Result<usize> {
+        let Some(last) = self.store.last_alive_ns()? else {
+            return Ok(0);
+        };
+        let down = Duration::from_nanos(now.saturating_sub(last));
+        if down <= threshold {
+            return Ok(0);
+        }
+        let reason = format!(
+            "the agent was down for {} while learning (from {} to {})",
+            humantime::format_duration(Duration::from_secs(down.as_secs())),
+            rfc3339(last),
+            rfc3339(now)
+        );
+        let mut marked = Vec::new();
+        for key in self.store.keys()? {
+            let Some(mut p) = self.store.load(&key)? else {
+                continue;
+            };
+            if p.learning.status(last, self.settings.stable_after) == Status::Learning {
+                p.learning.mark_incomplete(reason.clone());
+                marked.push((key, p));
+            }
+        }
+        self.store.save_batch(marked.iter().map(|(k, p)| (k, p)))?;
+        self.store.flush()?;
+        if !marked.is_empty() {
+            tracing::warn!(
+                profiles = marked.len(),
+                "{reason}: those profiles are marked incomplete"
+            );
+        }
+        Ok(marked.len())
+    }
+
+    /// Switches each learning workload whose latest profile is complete and has had no new
+    /// entry for the configured period to alert mode (when automatic switching is on).
+    /// Returns the workloads switched.
+    pub fn auto_alert(&mut self, now: u64) -> Result<Vec<String>> {
+        let Some(after) = self.settings.auto_alert_after else {
+            return Ok(Vec::new());
+        };
+        // The latest revision of each workload: the one that changed last.
+        let mut latest: HashMap<String, StoredProfile> = HashMap::new();
+        for key in self.profile_keys()? {
+            let Some(p) = self.profile(&key)? else {
+                continue;
+            };
+            let newer = latest
+                .get(&key.workload)
+                .is_none_or(|q| p.learning.last_change_ns() >= q.learning.last_change_ns());
+            if newer {
+                latest.insert(key.workload, p);
+            }
+        }
+        let mut switched = Vec::new();
+        for (w, p) in latest {
+            let ready = p.learning.incomplete.is_empty() && p.learning.stable_for(now) >= after;
+            if ready && self.mode(&w)? == Mode::Learn {
+                self.set_mode(&w, Mode::Alert)?;
+                tracing::info!(workload = %w, stable_for = %humantime::format_duration(
+                    Duration::from_secs(p.learning.stable_for(now).as_secs())),
+                    "profile stable: switched to alert mode");
+                switched.push(w);
+            }
+        }
+        switched.sort();
+        Ok(switched)
+    }
 }
+
+fn rfc3339(ns: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -83,10 +83,11 @@ pub fn describe(detail: &EventDetail) -> String {
     }
 }
 
-/// One line: time, kind, process, workload, details.
+/// One line: time, kind, process, workload, details; an event of a process that was running
+/// before capture started ends with `(already running)`.
 pub fn line(e: &Event) -> String {
     format!(
-        "{} {:<7} {:<15} pid={:<7} ppid={:<7} uid={:<5} {}  {}",
+        "{} {:<7} {:<15} pid={:<7} ppid={:<7} uid={:<5} {}  {}{}",
         clock_time(e.ts_ns),
         e.detail.kind(),
         e.comm,
@@ -94,7 +95,12 @@ pub fn line(e: &Event) -> String {
         e.ppid,
         e.uid,
         e.workload.id,
-        describe(&e.detail)
+        describe(&e.detail),
+        if e.existing {
+            "  (already running)"
+        } else {
+            ""
+        }
     )
 }
 
@@ -125,6 +131,7 @@ mod tests {
             comm: "nginx".into(),
             exe: Some("/usr/sbin/nginx".into()),
             parent_exe: None,
+            existing: false,
             detail,
         }
     }
@@ -156,5 +163,19 @@ mod tests {
             },
         }));
         assert!(l.ends_with("[::1]:443 (tcp)"), "{l}");
+    }
+
+    #[test]
+    fn processes_found_running_are_marked() {
+        let mut e = event(EventDetail::Exec {
+            filename: "/usr/sbin/nginx".into(),
+            argv: vec!["nginx".into()],
+            argv_truncated: false,
+            argv_unknown: false,
+        });
+        assert!(!line(&e).contains("already running"));
+        e.existing = true;
+        let l = line(&e);
+        assert!(l.ends_with("/usr/sbin/nginx   (already running)"), "{l}");
     }
 }

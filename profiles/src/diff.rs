@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     event::{Family, Protocol},
-    model::{ExecEntry, FileEntry, LineageEntry, NetEntry, Profile, Seen},
+    model::{EntryKind, ExecEntry, FileEntry, LineageEntry, NetEntry, Profile, Seen},
 };
 
 /// One profile entry of any kind. Serialised with a `kind` tag beside the entry's fields.
@@ -27,6 +27,19 @@ pub enum DiffEntry {
     Connect(NetEntry),
     /// A local address served on ([`Profile::listens`]).
     Listen(NetEntry),
+}
+
+impl DiffEntry {
+    /// Which part of a profile the entry belongs to.
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            DiffEntry::Exec(_) => EntryKind::Exec,
+            DiffEntry::Lineage(_) => EntryKind::Lineage,
+            DiffEntry::File(_) => EntryKind::File,
+            DiffEntry::Connect(_) => EntryKind::Connect,
+            DiffEntry::Listen(_) => EntryKind::Listen,
+        }
+    }
 }
 
 /// Entries only in the new profile (`added`) and only in the old one (`removed`), each sorted

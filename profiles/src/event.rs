@@ -37,6 +37,11 @@ pub struct Event {
     /// Executable of the parent process (`ppid`), when known. Gives the process lineage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_exe: Option<String>,
+    /// True when the event was not seen happening but read from /proc when capture started:
+    /// the `exec` of a process that was already running. Its `ts_ns` is the process's start
+    /// time. Absent when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub existing: bool,
     /// Kind-specific fields; `kind` names the variant.
     #[serde(flatten)]
     pub detail: EventDetail,
@@ -290,6 +295,7 @@ mod tests {
             comm: "nginx".into(),
             exe: Some("/usr/sbin/nginx".into()),
             parent_exe: Some("/usr/lib/systemd/systemd".into()),
+            existing: false,
             detail,
         }
     }
@@ -371,6 +377,25 @@ mod tests {
         );
         assert_eq!(v["family"], "inet");
         assert_eq!(v["protocol"], "tcp");
+    }
+
+    #[test]
+    fn existing_is_written_only_when_true() {
+        let mut e = event(EventDetail::Exec {
+            filename: "/usr/sbin/nginx".into(),
+            argv: vec!["nginx".into()],
+            argv_truncated: false,
+            argv_unknown: false,
+        });
+        let v = serde_json::to_value(&e).unwrap();
+        assert!(v.get("existing").is_none(), "{v}");
+        // Records written before the field existed read as live events.
+        assert!(!serde_json::from_value::<Event>(v).unwrap().existing);
+        e.existing = true;
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["existing"], true);
+        assert_eq!(v["kind"], "exec");
+        assert_eq!(serde_json::from_value::<Event>(v).unwrap(), e);
     }
 
     #[test]

@@ -243,6 +243,15 @@ pub fn matches(pattern: &str, path: &str) -> bool {
     }
 }
 
+/// Whether `pattern` covers `other`, itself a path or a pattern: `other`'s text is an instance of
+/// `pattern` ([`matches`]), and when `other` ends in `**` ("anything below") so does `pattern`,
+/// at the same level or above — a one-segment `*` does not cover a deep `**`. Conservative: a
+/// token does not cover another token (`<tmp>` does not cover `<num>`), only `*`/`**` do.
+pub fn covers(pattern: &str, other: &str) -> bool {
+    let deep = |p: &str| p == "**" || p.ends_with("/**");
+    matches(pattern, other) && (!deep(other) || deep(pattern))
+}
+
 /// Generalises a whole argument or a flag's value: absolute paths via [`path`], then numbers,
 /// UUIDs and hex ids; anything else is kept.
 fn value(v: &str) -> Cow<'_, str> {
@@ -387,6 +396,25 @@ mod tests {
         }
         let hostile = format!("/x/{}y", "<num>".repeat(40));
         assert!(!matches(&hostile, &format!("/x/{}z", "1".repeat(250))));
+    }
+
+    #[test]
+    fn coverage_of_patterns() {
+        let cases = "
+            /a/*        /a/<num>      true
+            /a/*        /a/**         false
+            /a/**       /a/b/**       true
+            /a/**       /a/**         true
+            /a/b/**     /a/**         false
+            /**         /a/*/*        true
+            /a/*/*      /a/b/c        true
+            /a/<num>    /a/*          false
+            **          rel/x         true
+            **          /abs          false
+        ";
+        for case in table(cases) {
+            assert_eq!(covers(&case[0], &case[1]).to_string(), case[2], "{case:?}");
+        }
     }
 
     #[test]

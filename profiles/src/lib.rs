@@ -2,6 +2,7 @@
 //! scoring, and the behaviour profiles (learned baselines) built from those events: the model,
 //! path and argument generalisation, and secret redaction.
 
+pub mod bound;
 pub mod codec;
 pub mod diff;
 pub mod event;
@@ -11,6 +12,7 @@ pub mod learning;
 pub mod mode;
 pub mod model;
 pub mod redact;
+pub mod revision;
 pub mod store;
 
 pub use event::{Access, Endpoint, Event, EventDetail, Family, Protocol, SCHEMA_VERSION, Workload};

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    diff::DiffEntry,
     event::{Access, Endpoint, Event, EventDetail, Family, Protocol},
     generalize,
 };
@@ -166,25 +167,6 @@ pub enum EntryKind {
     Listen,
 }
 
-fn observe<K: Ord>(map: &mut BTreeMap<K, Seen>, key: K, ts_ns: u64) -> bool {
-    match map.get_mut(&key) {
-        Some(s) => {
-            s.observe(ts_ns);
-            false
-        }
-        None => {
-            map.insert(key, Seen::at(ts_ns));
-            true
-        }
-    }
-}
-
-fn note(new: &mut Vec<EntryKind>, kind: EntryKind, added: bool) {
-    if added {
-        new.push(kind);
-    }
-}
-
 fn net_entry(ep: &Endpoint) -> NetEntry {
     let addr = match ep.family {
         Family::Unix if ep.addr.starts_with('/') => generalize::path(&ep.addr),
@@ -198,8 +180,45 @@ fn net_entry(ep: &Endpoint) -> NetEntry {
     }
 }
 
+/// The entries an event records, in order: an exec gives its exec entry and, when the parent is
+/// known, a lineage entry; an open a file entry; a connect, listen or UDP bind a network entry.
+/// Events that carry no profile entry (ptrace, set*id, a bind to an ephemeral port) give none.
+pub(crate) fn event_entries(e: &Event) -> Vec<DiffEntry> {
+    match &e.detail {
+        EventDetail::Exec {
+            filename,
+            argv,
+            argv_unknown,
+            ..
+        } => {
+            let path = generalize::path(filename);
+            let args = (!argv_unknown).then(|| generalize::argv(argv.get(1..).unwrap_or(&[])));
+            let lineage = e.parent_exe.as_ref().map(|parent| {
+                DiffEntry::Lineage(LineageEntry {
+                    parent: generalize::path(parent),
+                    child: path.clone(),
+                })
+            });
+            let exec = DiffEntry::Exec(ExecEntry { path, args });
+            std::iter::once(exec).chain(lineage).collect()
+        }
+        EventDetail::Open { path, access, .. } => vec![DiffEntry::File(FileEntry {
+            path: generalize::path(path),
+            access: *access,
+        })],
+        EventDetail::Connect { dest } => vec![DiffEntry::Connect(net_entry(dest))],
+        // A TCP server is recorded by its listen; a UDP server by its bind. A bind to port 0
+        // asks for an ephemeral port, which is never an entry.
+        EventDetail::Listen { local: Some(local) } => vec![DiffEntry::Listen(net_entry(local))],
+        EventDetail::Bind { local } if local.protocol == Protocol::Udp && local.port != 0 => {
+            vec![DiffEntry::Listen(net_entry(local))]
+        }
+        _ => Vec::new(),
+    }
+}
+
 impl Profile {
-    /// Total number of entries.
+    /// Total number of entries (a sum of map sizes: constant time).
     pub fn len(&self) -> usize {
         self.execs.len()
             + self.lineage.len()
@@ -215,74 +234,24 @@ impl Profile {
 
     /// Records one event; returns the kinds of entries that were new. The event's argv must
     /// already be redacted. Events that carry no profile entry (ptrace, set*id, a bind to an
-    /// ephemeral port) change only nothing and return an empty list.
+    /// ephemeral port) change nothing and return an empty list.
+    ///
+    /// Every entry is recorded under its exact key; once a profile was widened, use
+    /// [`Profile::record_covered`] so that events a widened entry covers are counted there.
     pub fn record(&mut self, e: &Event) -> Vec<EntryKind> {
-        let ts = e.ts_ns;
-        let mut new = Vec::new();
-        match &e.detail {
-            EventDetail::Exec {
-                filename,
-                argv,
-                argv_unknown,
-                ..
-            } => {
-                let path = generalize::path(filename);
-                let args = (!argv_unknown).then(|| generalize::argv(argv.get(1..).unwrap_or(&[])));
-                if observe(
-                    &mut self.execs,
-                    ExecEntry {
-                        path: path.clone(),
-                        args,
-                    },
-                    ts,
-                ) {
-                    new.push(EntryKind::Exec);
-                }
-                if let Some(parent) = &e.parent_exe {
-                    let key = LineageEntry {
-                        parent: generalize::path(parent),
-                        child: path,
-                    };
-                    if observe(&mut self.lineage, key, ts) {
-                        new.push(EntryKind::Lineage);
-                    }
-                }
-            }
-            EventDetail::Open { path, access, .. } => {
-                let key = FileEntry {
-                    path: generalize::path(path),
-                    access: *access,
-                };
-                if observe(&mut self.files, key, ts) {
-                    new.push(EntryKind::File);
-                }
-            }
-            EventDetail::Connect { dest } => {
-                note(
-                    &mut new,
-                    EntryKind::Connect,
-                    observe(&mut self.connects, net_entry(dest), ts),
-                );
-            }
-            // A TCP server is recorded by its listen; a UDP server by its bind. A bind to port 0
-            // asks for an ephemeral port, which is never an entry.
-            EventDetail::Listen { local: Some(local) } => {
-                note(
-                    &mut new,
-                    EntryKind::Listen,
-                    observe(&mut self.listens, net_entry(local), ts),
-                );
-            }
-            EventDetail::Bind { local } if local.protocol == Protocol::Udp && local.port != 0 => {
-                note(
-                    &mut new,
-                    EntryKind::Listen,
-                    observe(&mut self.listens, net_entry(local), ts),
-                );
-            }
-            _ => {}
-        }
-        new
+        self.record_with(e, false)
+    }
+
+    /// [`Profile::record`], except that with `covered` an entry whose exact key is absent is
+    /// counted on a widened entry covering it, when there is one.
+    pub(crate) fn record_with(&mut self, e: &Event, covered: bool) -> Vec<EntryKind> {
+        let entries = event_entries(e).into_iter();
+        entries
+            .filter_map(|entry| {
+                let kind = entry.kind();
+                self.observe(entry, e.ts_ns, covered).then_some(kind)
+            })
+            .collect()
     }
 
     /// Adds another profile of the same workload (another node, replica or time span). Merging

@@ -12,6 +12,7 @@ use crate::{
     learning::Learning,
     mode::Mode,
     model::Profile,
+    revision::Revisions,
 };
 
 /// A store operation failed.
@@ -19,7 +20,7 @@ use crate::{
 pub enum StoreError {
     /// sled failed (I/O, or the store is locked by another process).
     #[error("store: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
     /// A stored value could not be read back.
     #[error("store value {key:?}: {source}")]
     Codec {
@@ -41,6 +42,13 @@ pub enum StoreError {
     },
 }
 
+// Not `#[from]`: the message already includes sled's, and a source would repeat it.
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(e)
+    }
+}
+
 /// A profile with its learning state, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredProfile {
@@ -60,6 +68,9 @@ pub struct ProfileKey {
 }
 
 const SEP: char = '\u{0}';
+
+/// Key in the `meta` tree of the agent's last sign of life.
+const LAST_ALIVE: &[u8] = b"last_alive_ns";
 
 fn check(what: &'static str, value: &str) -> Result<(), StoreError> {
     let why = if value.is_empty() {
@@ -106,6 +117,8 @@ pub struct Store {
     db: sled::Db,
     profiles: sled::Tree,
     modes: sled::Tree,
+    meta: sled::Tree,
+    revisions: sled::Tree,
 }
 
 impl Store {
@@ -114,10 +127,14 @@ impl Store {
         let db = sled::Config::new().path(path).open()?;
         let profiles = db.open_tree("profiles")?;
         let modes = db.open_tree("modes")?;
+        let meta = db.open_tree("meta")?;
+        let revisions = db.open_tree("revisions")?;
         Ok(Store {
             db,
             profiles,
             modes,
+            meta,
+            revisions,
         })
     }
 
@@ -201,6 +218,46 @@ impl Store {
             ));
         }
         Ok(out)
+    }
+
+    /// The revision state of `workload`, if any.
+    pub fn revisions(&self, workload: &str) -> Result<Option<Revisions>, StoreError> {
+        self.revisions
+            .get(workload.as_bytes())?
+            .map(|v| Self::decode(workload.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// Writes several workloads' revision states in one atomic batch (not yet flushed).
+    pub fn save_revisions<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a str, &'a Revisions)>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (workload, value) in items {
+            check("workload", workload)?;
+            let bytes = codec::encode(value).map_err(|source| StoreError::Codec {
+                key: workload.into(),
+                source,
+            })?;
+            batch.insert(workload.as_bytes(), bytes);
+        }
+        self.revisions.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// When the agent last showed it was alive (Unix-epoch nanoseconds), if ever.
+    pub fn last_alive_ns(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.meta.get(LAST_ALIVE)?.and_then(|v| {
+            let b: [u8; 8] = v.as_ref().try_into().ok()?;
+            Some(u64::from_le_bytes(b))
+        }))
+    }
+
+    /// Records that the agent is alive at `now_ns` (durable with the next flush).
+    pub fn set_last_alive_ns(&self, now_ns: u64) -> Result<(), StoreError> {
+        self.meta.insert(LAST_ALIVE, &now_ns.to_le_bytes())?;
+        Ok(())
     }
 
     /// Makes every write so far durable.

@@ -182,3 +182,126 @@ pub fn temp_dir(label: &str) -> PathBuf {
     fs::create_dir_all(&d).expect("creating a scratch directory");
     d
 }
+
+impl TestCgroup {
+    /// Creates the sub-cgroup `name` of this cgroup. Drop it before its parent (a cgroup with
+    /// children cannot be removed).
+    pub fn child(&self, name: &str) -> io::Result<TestCgroup> {
+        let path = self.path.join(name);
+        fs::create_dir(&path)?;
+        let id = learner::attribution::cgroup::cgroup_id(&path)?;
+        Ok(TestCgroup {
+            path,
+            rel: format!("{}/{name}", self.rel),
+            id,
+        })
+    }
+}
+
+/// A size field of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...) in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+        rest.trim().trim_end_matches("kB").trim().parse().ok()
+    })
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
+pub fn proc_cpu_time(pid: u32) -> Option<std::time::Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at the state (field 3).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    Some(std::time::Duration::from_millis(ticks * 1000 / hz.max(1)))
+}
+
+/// A running `baseliner run` (the learning agent) whose stderr is collected; killed on drop.
+pub struct LearnAgent {
+    child: Option<std::process::Child>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LearnAgent {
+    /// Starts `baseliner run --store STORE --cgroup CGROUP... EXTRA...` and waits until it
+    /// captures. Panics when the agent exits before it is ready.
+    pub fn start(store: &Path, cgroups: &[&Path], extra: &[&str]) -> io::Result<LearnAgent> {
+        use std::io::BufRead;
+        let mut cmd = Command::new(baseliner_bin());
+        cmd.arg("run").arg("--store").arg(store);
+        for c in cgroups {
+            cmd.arg("--cgroup").arg(c);
+        }
+        let mut child = cmd
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| io::Error::other("no stderr"))?;
+        let mut reader = wait_until_capturing(stderr);
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let drain = std::thread::spawn(move || {
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line.trim_end().to_string());
+                }
+                line.clear();
+            }
+        });
+        Ok(LearnAgent {
+            child: Some(child),
+            log,
+            drain: Some(drain),
+        })
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Stops the agent with SIGTERM (SIGKILL after 30 s) and returns its exit status and the
+    /// stderr lines it wrote after it started capturing.
+    pub fn stop(mut self) -> io::Result<(std::process::ExitStatus, Vec<String>)> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| io::Error::other("stopped"))?;
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill()?;
+                break child.wait()?;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        if let Some(d) = self.drain.take() {
+            let _ = d.join();
+        }
+        let log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+        Ok((status, log))
+    }
+}
+
+impl Drop for LearnAgent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -465,3 +465,163 @@ async fn a_32_bit_exec_is_still_reported() {
     assert_eq!(exec.workload.cgroup_id, cg.id);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Processes running before the agent starts are read from /proc at start-up and reported first,
+/// as exec events marked `existing`: attributed to their cgroup (sub-cgroups included), with
+/// pid, parent, lineage, argv and start time. A process outside the watched cgroup is not.
+#[test]
+fn processes_running_before_start_are_picked_up() {
+    use std::{fs, os::unix::process::CommandExt, process::Command};
+
+    if !live_enabled("processes_running_before_start_are_picked_up") {
+        return;
+    }
+    let before_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let cg = TestCgroup::new("existing").unwrap();
+    let inner = cg.path.join("inner");
+    fs::create_dir(&inner).unwrap();
+    let inner_id = learner::attribution::cgroup::cgroup_id(&inner).unwrap();
+
+    // bash starts sleep: the lineage bash -> sleep comes from /proc.
+    let mut bash = cg
+        .command("/bin/bash")
+        .args(["-c", "/bin/sleep 30 & wait"])
+        .spawn()
+        .unwrap();
+    let bash_pid = bash.id();
+    let inner_procs = inner.join("cgroup.procs");
+    let mut nested = Command::new("/bin/sleep");
+    nested.arg("29");
+    // SAFETY: only writes a file in the forked child, as TestCgroup::command does.
+    unsafe { nested.pre_exec(move || fs::write(&inner_procs, b"0")) };
+    let mut nested = nested.spawn().unwrap();
+    let mut outside = Command::new("/bin/sleep").arg("28").spawn().unwrap();
+
+    let sleep_exe = fs::canonicalize("/bin/sleep").unwrap();
+    let is_sleep =
+        |pid: u32| fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == sleep_exe);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sleep_pid = loop {
+        let found = cg
+            .pids()
+            .into_iter()
+            .map(|p| p as u32)
+            .find(|p| *p != bash_pid && is_sleep(*p));
+        if let (Some(p), true, true) = (found, is_sleep(nested.id()), is_sleep(outside.id())) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the workload did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    let out = Command::new(baseliner_tests::baseliner_bin())
+        .args(["capture", "--json", "--duration", "2", "--cgroup"])
+        .arg(&cg.rel)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+
+    let _ = bash.kill();
+    let _ = bash.wait();
+    for child in [&mut nested, &mut outside] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = fs::remove_dir(&inner);
+
+    assert!(out.status.success(), "capture failed: {stderr}");
+    assert!(
+        stderr.contains("picked up 3 running processes in 2 workloads"),
+        "{stderr}"
+    );
+    let events: Vec<Event> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+        .collect();
+    let existing: Vec<&Event> = events.iter().filter(|e| e.existing).collect();
+    assert_eq!(
+        existing.len(),
+        3,
+        "bash, sleep and the nested sleep: {existing:#?}"
+    );
+    assert!(
+        events[..3].iter().all(|e| e.existing),
+        "they come before live events: {events:#?}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .take(3)
+            .all(|l| l.contains(r#""existing":true"#)),
+        "{stdout}"
+    );
+    assert!(
+        events.iter().all(|e| e.pid != outside.id()),
+        "a process outside the cgroup is not reported: {events:#?}"
+    );
+
+    let sleep_s = sleep_exe.to_string_lossy().into_owned();
+    let bash_exe = fs::canonicalize("/bin/bash").unwrap();
+    let exec = existing
+        .iter()
+        .find(|e| e.pid == sleep_pid)
+        .unwrap_or_else(|| panic!("no existing exec for pid {sleep_pid}: {events:#?}"));
+    assert_eq!(exec.detail.kind(), "exec");
+    match &exec.detail {
+        EventDetail::Exec {
+            filename,
+            argv,
+            argv_truncated,
+            argv_unknown,
+        } => {
+            assert_eq!(*filename, sleep_s);
+            assert_eq!(argv, &["/bin/sleep", "30"]);
+            assert!(!argv_truncated && !argv_unknown);
+        }
+        d => panic!("{d:?}"),
+    }
+    assert_eq!(exec.tid, sleep_pid);
+    assert_eq!(exec.ppid, bash_pid);
+    assert_eq!(exec.comm, "sleep");
+    assert_eq!(exec.exe.as_deref(), Some(sleep_s.as_str()));
+    assert_eq!(
+        exec.parent_exe.as_deref(),
+        Some(bash_exe.to_string_lossy().as_ref())
+    );
+    assert_eq!(exec.workload.id, cg.rel);
+    assert_eq!(exec.workload.cgroup_id, cg.id);
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(exec.uid, unsafe { libc::getuid() });
+    // The process's start time: after this test began (less a clock tick), before now.
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    assert!(
+        exec.ts_ns + 20_000_000 >= before_ns && exec.ts_ns <= now_ns,
+        "{} not in [{before_ns}, {now_ns}]",
+        exec.ts_ns
+    );
+
+    let shell = existing
+        .iter()
+        .find(|e| e.pid == bash_pid)
+        .expect("the bash that started sleep");
+    assert_eq!(
+        shell.exe.as_deref(),
+        Some(bash_exe.to_string_lossy().as_ref())
+    );
+    assert!(shell.ts_ns <= exec.ts_ns, "oldest first");
+
+    let nested_exec = existing
+        .iter()
+        .find(|e| e.pid == nested.id())
+        .expect("the process in the sub-cgroup");
+    assert_eq!(nested_exec.workload.cgroup_id, inner_id);
+    assert_eq!(nested_exec.workload.id, format!("{}/inner", cg.rel));
+}

@@ -1,10 +1,13 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
 mod capture;
+mod client;
 mod doctor;
+mod mode;
 mod profile;
 mod run;
 mod session;
+mod status;
 
 use std::process::ExitCode;
 
@@ -29,8 +32,12 @@ enum Command {
     Doctor(doctor::Args),
     /// Run the agent on this host: capture, attribute, and learn workload profiles.
     Run(run::Args),
-    /// Read the learned profiles (with no agent running).
+    /// Learned profiles: list, show, export, import, diff.
     Profile(profile::Args),
+    /// Workload modes: set and list.
+    Mode(mode::Args),
+    /// The agent, its kernel statistics, and each workload's mode and learning progress.
+    Status(status::Args),
 }
 
 /// Sets up `tracing` on stderr.
@@ -45,6 +52,7 @@ pub fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -55,5 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(a) => doctor::run(a),
         Command::Run(a) => run::run(a),
         Command::Profile(a) => profile::run(a),
+        Command::Mode(a) => mode::run(a),
+        Command::Status(a) => status::run(a),
     }
 }

@@ -1,4 +1,5 @@
-//! `baseliner profile list | show`: read the store (with no agent running).
+//! `baseliner profile list | show | export | import | diff`, through the running agent when
+//! there is one, else over the store.
 
 use std::{
     path::{Path, PathBuf},
@@ -6,29 +7,34 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use profiles::store::{ProfileKey, Store};
+use api::{
+    Imported, ProfileView,
+    client::{Client, Method},
+    summary::ProfileListing,
+    workload_segment,
+};
+use profiles::export::ProfileExport;
 
-use super::run::DEFAULT_STORE;
+use super::client::{Target, block_on};
 
 /// `baseliner profile ...`
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Directory of the embedded store.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_STORE, env = "BASELINER_STORE", global = true)]
-    store: PathBuf,
+    #[command(flatten)]
+    target: Target,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// One line per stored profile: workload, revision, entries.
+    /// One line per profile: workload, revision, entries, learning status.
     List,
-    /// The entries of one workload's profile, as JSON.
+    /// The entries and learning state of one workload's profile, as JSON.
     Show {
         /// Workload id (on a host, the cgroup path).
         workload: String,
-        /// Revision (default: the only one, or an error naming them).
+        /// Revision (default: the latest).
         #[arg(long)]
         revision: Option<String>,
     },
@@ -36,7 +42,7 @@ enum Command {
     Export {
         /// Workload id.
         workload: String,
-        /// Revision (default: the only one).
+        /// Revision (default: the latest).
         #[arg(long)]
         revision: Option<String>,
         /// Write YAML instead of JSON.
@@ -48,133 +54,139 @@ enum Command {
         /// The exported file (JSON or YAML).
         file: PathBuf,
     },
-    /// Entries added and removed between two exported files.
+    /// Entries added and removed between two exported files, or two revisions of a workload.
     Diff {
-        /// The older export.
-        old: PathBuf,
-        /// The newer export.
-        new: PathBuf,
+        /// The older export (or, with --workload, the older revision).
+        old: String,
+        /// The newer export (or, with --workload, the newer revision).
+        new: String,
+        /// Compare two stored revisions of this workload instead of two files.
+        #[arg(long)]
+        workload: Option<String>,
     },
 }
 
-fn read_export(path: &Path) -> anyhow::Result<profiles::export::ProfileExport> {
+fn read_export(path: &Path) -> anyhow::Result<ProfileExport> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     profiles::export::import(&text).with_context(|| format!("{} was not accepted", path.display()))
 }
 
-fn open(dir: &Path) -> anyhow::Result<Store> {
-    if !dir.exists() {
-        bail!(
-            "no store at {}: run the agent (`baseliner run`) first, or pass --store",
-            dir.display()
-        );
+fn profile_path(workload: &str, what: &str, revision: Option<&str>, yaml: bool) -> String {
+    let mut path = format!("/v1/workloads/{}/{what}", workload_segment(workload));
+    let mut query = Vec::new();
+    if let Some(r) = revision {
+        query.push(format!("revision={}", workload_segment(r)));
     }
-    Store::open(dir).with_context(|| {
-        format!(
-            "opening the store at {} (a running agent holds it; stop it first)",
-            dir.display()
-        )
-    })
+    if yaml {
+        query.push("format=yaml".into());
+    }
+    if !query.is_empty() {
+        path = format!("{path}?{}", query.join("&"));
+    }
+    path
 }
 
-/// The revision to use: the one given, or the workload's only one.
-fn pick_revision(
-    store: &Store,
+async fn export(
+    client: &Client,
     workload: &str,
-    revision: Option<String>,
+    revision: Option<&str>,
+    yaml: bool,
 ) -> anyhow::Result<String> {
-    let revisions: Vec<String> = store
-        .keys()?
-        .into_iter()
-        .filter(|k| k.workload == workload)
-        .map(|k| k.revision)
-        .collect();
-    Ok(match (revision, revisions.as_slice()) {
-        (Some(r), _) => r,
-        (None, [only]) => only.clone(),
-        (None, []) => bail!("no profile for workload {workload:?}"),
-        (None, many) => {
-            bail!("workload {workload:?} has revisions {many:?}; choose one with --revision")
-        }
-    })
+    let bytes = client
+        .call(
+            Method::GET,
+            &profile_path(workload, "export", revision, yaml),
+            None,
+        )
+        .await?;
+    Ok(String::from_utf8(bytes.to_vec())?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    // Diffing two files needs no store (and works while the agent holds it).
-    let store = || open(&args.store);
-    match args.command {
-        Command::Diff { old, new } => {
-            let (old, new) = (read_export(&old)?, read_export(&new)?);
-            let d = profiles::diff::diff(&old.profile, &new.profile);
-            if !d.is_empty() {
-                println!("{d}");
-            }
-        }
-        Command::Export {
-            workload,
-            revision,
-            yaml,
-        } => {
-            let store = store()?;
-            let revision = pick_revision(&store, &workload, revision)?;
-            let key = ProfileKey::new(&workload, &revision)?;
-            let stored = store
-                .load(&key)?
-                .with_context(|| format!("no profile for {workload:?}"))?;
-            let learning = serde_json::to_value(&stored.learning)?;
-            let e = profiles::export::export(workload, revision, learning, &stored.profile);
-            if yaml {
-                print!("{}", profiles::export::to_yaml(&e)?);
-            } else {
-                print!("{}", profiles::export::to_json(&e));
-            }
-        }
-        Command::Import { file } => {
-            let store = store()?;
-            let e = read_export(&file)?;
-            let key = ProfileKey::new(&e.workload, &e.revision)?;
-            let learning = serde_json::from_value(e.learning.clone()).unwrap_or_else(|_| {
-                let mut l = profiles::learning::Learning::new(0);
-                l.mark_incomplete("imported without learning state");
-                l
-            });
-            let stored = profiles::store::StoredProfile {
-                profile: e.profile,
-                learning,
-            };
-            store.save_batch([(&key, &stored)])?;
-            store.flush()?;
-            println!(
-                "imported {} ({} entries) as {}/{}",
-                file.display(),
-                stored.profile.len(),
-                key.workload,
-                key.revision
-            );
-        }
-        Command::List => {
-            let store = store()?;
-            for key in store.keys()? {
-                let n = store.load(&key)?.map_or(0, |p| p.profile.len());
-                println!("{}\t{}\t{n} entries", key.workload, key.revision);
-            }
-        }
-        Command::Show { workload, revision } => {
-            let store = store()?;
-            let revision = pick_revision(&store, &workload, revision)?;
-            let key = ProfileKey::new(&workload, &revision)?;
-            let stored = store
-                .load(&key)?
-                .with_context(|| format!("no profile for {workload:?} revision {revision:?}"))?;
-            let out = serde_json::json!({
-                "workload": workload,
-                "revision": revision,
-                "learning": stored.learning,
-                "profile": stored.profile,
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
-        }
+    // Diffing two files needs neither the agent nor the store.
+    if let Command::Diff {
+        old,
+        new,
+        workload: None,
+    } = &args.command
+    {
+        let (old, new) = (read_export(Path::new(old))?, read_export(Path::new(new))?);
+        print_diff(&old, &new);
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(ExitCode::SUCCESS)
+    block_on(async {
+        let client = args.target.connect().await?;
+        match args.command {
+            Command::Diff {
+                old,
+                new,
+                workload: Some(w),
+            } => {
+                let text = |r| export(&client, &w, Some(r), false);
+                let old = profiles::export::import(&text(&old).await?)?;
+                let new = profiles::export::import(&text(&new).await?)?;
+                print_diff(&old, &new);
+            }
+            Command::Diff { workload: None, .. } => unreachable!("handled above"),
+            Command::Export {
+                workload,
+                revision,
+                yaml,
+            } => print!(
+                "{}",
+                export(&client, &workload, revision.as_deref(), yaml).await?
+            ),
+            Command::Import { file } => {
+                let text =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let done: Imported = match client
+                    .call(Method::POST, "/v1/profiles/import", Some(text))
+                    .await
+                {
+                    Ok(bytes) => serde_json::from_slice(&bytes)?,
+                    Err(e) => bail!("{} was not accepted: {e}", file.display()),
+                };
+                println!(
+                    "imported {} ({} entries) as {}/{}",
+                    file.display(),
+                    done.entries,
+                    done.workload,
+                    done.revision
+                );
+            }
+            Command::List => {
+                let list: Vec<ProfileListing> = client.get("/v1/profiles").await?;
+                for p in list {
+                    let status = serde_json::to_value(p.summary.status)?;
+                    println!(
+                        "{}\t{}\t{} entries\t{}",
+                        p.workload,
+                        p.summary.revision,
+                        p.summary.entries.total,
+                        status.as_str().unwrap_or("")
+                    );
+                }
+            }
+            Command::Show { workload, revision } => {
+                let view: ProfileView = client
+                    .get(&profile_path(
+                        &workload,
+                        "profile",
+                        revision.as_deref(),
+                        false,
+                    ))
+                    .await?;
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_diff(old: &ProfileExport, new: &ProfileExport) {
+    let d = profiles::diff::diff(&old.profile, &new.profile);
+    if !d.is_empty() {
+        println!("{d}");
+    }
 }

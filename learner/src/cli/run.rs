@@ -1,10 +1,22 @@
 //! `baseliner run`: the agent in host mode. Captures, attributes, and records learning
-//! workloads into the embedded store.
+//! workloads into the embedded store; serves the API on a root-only unix socket.
 
-use std::{path::PathBuf, process::ExitCode, time::Instant};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
-use learner::recorder::Recorder;
+use api::{AgentRuntime, Settings};
+use learner::{
+    config::{Config, DEFAULT_CONFIG},
+    control::{Control, SharedRecorder},
+    kernel::KernelStats,
+    recorder::{Recorder, default_settings, now_ns},
+};
 use profiles::{mode::Mode, redact::Redactor, store::Store};
 
 use super::session::{CaptureArgs, Sink, drive};
@@ -12,32 +24,76 @@ use super::session::{CaptureArgs, Sink, drive};
 /// Default location of the agent's store.
 pub const DEFAULT_STORE: &str = "/var/lib/baseliner";
 
+/// The API socket of the agent that owns `store`, unless one is given.
+pub fn socket_path(store: &Path, socket: Option<&Path>) -> PathBuf {
+    socket.map_or_else(|| store.join("api.sock"), Path::to_path_buf)
+}
+
 /// Options of `baseliner run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     watch: CaptureArgs,
-    /// Directory of the embedded store (created when missing).
+    /// Directory of the embedded store (created when missing, mode 0700).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STORE, env = "BASELINER_STORE")]
     store: PathBuf,
-    /// Mode of workloads that have none set.
-    #[arg(long, value_name = "MODE", default_value = "learn")]
-    default_mode: Mode,
+    /// The API's unix socket (default: api.sock in the store directory).
+    #[arg(long, value_name = "PATH", env = "BASELINER_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Configuration file (TOML; default /etc/baseliner/config.toml when it exists).
+    #[arg(long, value_name = "FILE", env = "BASELINER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Mode of workloads that have none set [default: learn].
+    #[arg(long, value_name = "MODE")]
+    default_mode: Option<Mode>,
+    /// A profile with no new entry for this long is stable, e.g. 90m [default: 1h].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    stable_after: Option<Duration>,
+    /// Switch a learning workload to alert once its profile is complete and has had no new
+    /// entry for this long, e.g. 24h [default: never; switch with `baseliner mode set`].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    auto_alert_after: Option<Duration>,
+    /// Entries a profile may hold before its patterns are widened [default: 1000].
+    #[arg(long, value_name = "N")]
+    max_entries: Option<usize>,
     /// Seconds between writes of changed profiles to the store.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     flush_interval: f64,
 }
 
+impl Args {
+    /// The settings: flags over the configuration file over the defaults.
+    fn settings(&self, config: &Config) -> Settings {
+        let d = default_settings(Mode::Learn);
+        let c = &config.learn;
+        Settings {
+            default_mode: self
+                .default_mode
+                .or(c.default_mode)
+                .unwrap_or(d.default_mode),
+            stable_after: self
+                .stable_after
+                .or(c.stable_after)
+                .unwrap_or(d.stable_after),
+            auto_alert_after: self.auto_alert_after.or(c.auto_alert_after),
+            max_entries: self.max_entries.or(c.max_entries).unwrap_or(d.max_entries),
+        }
+    }
+}
+
 struct Learner {
-    recorder: Recorder,
-    interval: std::time::Duration,
+    recorder: SharedRecorder,
+    runtime: Arc<Mutex<AgentRuntime>>,
+    interval: Duration,
     last_flush: Instant,
+    last_auto: Instant,
     errors: u64,
 }
 
 impl Sink for Learner {
     fn event(&mut self, e: profiles::Event) -> anyhow::Result<()> {
-        if let Err(err) = self.recorder.record(e) {
+        let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(err) = r.record(e) {
             // One bad event must not stop learning; the store itself failing does (on flush).
             self.errors += 1;
             tracing::warn!(error = %format!("{err:#}"), "event not recorded");
@@ -46,58 +102,125 @@ impl Sink for Learner {
     }
 
     fn tick(&mut self) -> anyhow::Result<()> {
+        let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        if self.last_auto.elapsed() >= Duration::from_secs(5) {
+            r.auto_alert(now_ns())
+                .context("switching stable workloads to alert")?;
+            self.last_auto = Instant::now();
+        }
         if self.last_flush.elapsed() >= self.interval {
-            let n = self
-                .recorder
-                .flush()
-                .context("writing profiles to the store")?;
+            let n = r.flush().context("writing profiles to the store")?;
             if n > 0 {
                 tracing::debug!(profiles = n, "profiles written");
             }
             self.last_flush = Instant::now();
         }
+        let mut rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        rt.recorded = r.recorded;
+        rt.redactions = r.redactions;
+        rt.not_recorded = self.errors;
         Ok(())
     }
+
+    fn kernel_stats(&mut self, stats: &KernelStats) {
+        self.runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .kernel = stats.to_json();
+    }
+}
+
+/// Creates the store directory readable by root only, and opens the store.
+fn open_store(dir: &Path) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the store directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {} to its owner", dir.display()))?;
+    Store::open(dir).with_context(|| {
+        format!(
+            "opening the store at {} (is another agent running?)",
+            dir.display()
+        )
+    })
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (opts, duration) = args.watch.options()?;
-    let interval = std::time::Duration::try_from_secs_f64(args.flush_interval).map_err(|_| {
+    let interval = Duration::try_from_secs_f64(args.flush_interval).map_err(|_| {
         anyhow::anyhow!("--flush-interval must be a non-negative number of seconds")
     })?;
-    std::fs::create_dir_all(&args.store)
-        .with_context(|| format!("creating the store directory {}", args.store.display()))?;
-    let store = Store::open(&args.store).with_context(|| {
-        format!(
-            "opening the store at {} (is another agent running?)",
-            args.store.display()
-        )
-    })?;
-    tracing::info!(store = %args.store.display(), default_mode = %args.default_mode, "agent starting");
+    let config = match &args.config {
+        Some(p) => Config::load(p, true)?,
+        None => Config::load(Path::new(DEFAULT_CONFIG), false)?,
+    };
+    let settings = args.settings(&config);
+    let redactor = Redactor::new(&config.redact)?;
+    let store = open_store(&args.store)?;
+    let socket = socket_path(&args.store, args.socket.as_deref());
+    tracing::info!(store = %args.store.display(), socket = %socket.display(),
+        default_mode = %settings.default_mode,
+        stable_after = %humantime::format_duration(settings.stable_after), "agent starting");
+    let mut recorder = Recorder::with_settings(store, redactor, settings);
+    // Down for longer than a few flushes: what was still learning may have missed behaviour.
+    let threshold = Duration::from_secs(30).max(interval * 3);
+    recorder
+        .note_downtime(now_ns(), threshold)
+        .context("checking for downtime")?;
+    let recorder: SharedRecorder = Arc::new(Mutex::new(recorder));
+    let runtime = Arc::new(Mutex::new(AgentRuntime {
+        pid: std::process::id(),
+        started_ns: now_ns(),
+        store: args.store.display().to_string(),
+        recorded: 0,
+        redactions: 0,
+        not_recorded: 0,
+        kernel: serde_json::Value::Null,
+    }));
+    let control = Control::new(recorder.clone(), Some(runtime.clone()));
     let mut learner = Learner {
-        recorder: Recorder::new(store, Redactor::default(), args.default_mode),
+        recorder: recorder.clone(),
+        runtime,
         interval,
         last_flush: Instant::now(),
+        last_auto: Instant::now(),
         errors: 0,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    // A final tick at the end of `drive` flushes; force it by making the interval elapse.
     let result = rt.block_on(async {
+        let api = api::serve::ApiSocket::bind(&socket).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(api.serve(api::app(Arc::new(control)), async {
+            let _ = stopped.await;
+        }));
         let r = drive(&opts, duration, &mut learner).await;
+        // A final flush, whatever the interval.
         learner.last_flush = Instant::now() - learner.interval;
-        learner.tick().and(r)
+        let r = learner.tick().and(r);
+        let _ = stop.send(());
+        if let Ok(Err(e)) = server.await {
+            tracing::warn!(error = %e, "API server stopped with an error");
+        }
+        r
     });
-    let (stats, _cap) = result?;
-    let keys = learner.recorder.store().keys()?;
+    // Dropping the runtime drops the API server's tasks and their handles on the recorder.
+    drop(rt);
+    let (stats, cap) = result?;
+    let errors = learner.errors;
+    drop(learner);
+    let r = recorder.lock().unwrap_or_else(|e| e.into_inner());
     eprintln!(
-        "recorded {} events into {} profiles ({} secrets redacted, {} events not recorded); kernel: {}",
-        learner.recorder.recorded,
-        keys.len(),
-        learner.recorder.redactions,
-        learner.errors,
+        "recorded {} events into {} profiles ({} secrets redacted, {errors} events not recorded); kernel: {}",
+        r.recorded,
+        r.profile_keys()?.len(),
+        r.redactions,
         stats.to_json()["total"]
     );
+    // Release the store before detaching the probes, which takes a while: a CLI command run
+    // right after the agent stops finds the store free.
+    drop(r);
+    drop(recorder);
+    drop(cap);
     Ok(ExitCode::SUCCESS)
 }

@@ -63,6 +63,8 @@ pub trait Sink {
     fn event(&mut self, e: Event) -> Result<()>;
     /// About twice a second, and once at the end (flush output, persist).
     fn tick(&mut self) -> Result<()>;
+    /// The kernel's statistics, about twice a second.
+    fn kernel_stats(&mut self, _stats: &KernelStats) {}
 }
 
 /// Starts capturing and feeds `sink` until the deadline, Ctrl-C or SIGTERM; returns the final
@@ -110,6 +112,9 @@ pub async fn drive<S: Sink>(
             _ = tick.tick() => {
                 cap.tick()?;
                 sink.tick()?;
+                if let Ok(stats) = cap.stats() {
+                    sink.kernel_stats(&stats);
+                }
             }
             _ = &mut deadline => break,
             _ = int.recv() => break,

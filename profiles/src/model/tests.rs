@@ -26,6 +26,7 @@ fn event(ts_ns: u64, detail: EventDetail) -> Event {
         comm: "app".into(),
         exe: Some("/usr/bin/app".into()),
         parent_exe: Some("/usr/bin/bash".into()),
+        existing: false,
         detail,
     }
 }

@@ -1,0 +1,164 @@
+//! Profiles: list, show, export, import.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, Query},
+    http::header,
+    response::{IntoResponse, Response},
+};
+use profiles::{
+    learning::Learning,
+    store::{ProfileKey, StoredProfile},
+};
+use serde::{Deserialize, Serialize};
+
+use super::AgentRef;
+use crate::{
+    ApiError,
+    summary::{self, ProfileListing, RevisionSummary},
+};
+
+/// `GET /v1/profiles`: every profile with its learning progress.
+pub async fn list(
+    axum::extract::State(agent): AgentRef,
+) -> Result<Json<Vec<ProfileListing>>, ApiError> {
+    let settings = agent.settings();
+    let now = agent.now_ns();
+    let mut out = Vec::new();
+    for key in agent.profile_keys()? {
+        if let Some(p) = agent.profile(&key)? {
+            out.push(ProfileListing {
+                summary: RevisionSummary::of(&key.revision, &p, now, &settings),
+                workload: key.workload,
+            });
+        }
+    }
+    Ok(Json(out))
+}
+
+/// Which revision, and for exports which format.
+#[derive(Debug, Deserialize)]
+pub struct Select {
+    revision: Option<String>,
+    format: Option<String>,
+}
+
+fn load(
+    agent: &dyn crate::Agent,
+    workload: &str,
+    revision: Option<&str>,
+) -> Result<(ProfileKey, StoredProfile), ApiError> {
+    let key = summary::pick_revision(agent, workload, revision)?;
+    let p = agent.profile(&key)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no profile for workload {:?} revision {:?}",
+            key.workload, key.revision
+        ))
+    })?;
+    Ok((key, p))
+}
+
+/// A profile with its learning state and progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileView {
+    /// Workload id.
+    pub workload: String,
+    /// Revision.
+    pub revision: String,
+    /// Learning progress now.
+    pub summary: RevisionSummary,
+    /// The durable learning state.
+    pub learning: Learning,
+    /// The entries.
+    pub profile: profiles::model::Profile,
+}
+
+/// `GET /v1/workloads/{workload}/profile[?revision=]` (default: the latest revision).
+pub async fn show(
+    axum::extract::State(agent): AgentRef,
+    Path(workload): Path<String>,
+    Query(sel): Query<Select>,
+) -> Result<Json<ProfileView>, ApiError> {
+    let (key, p) = load(agent.as_ref(), &workload, sel.revision.as_deref())?;
+    Ok(Json(ProfileView {
+        summary: RevisionSummary::of(&key.revision, &p, agent.now_ns(), &agent.settings()),
+        workload: key.workload,
+        revision: key.revision,
+        learning: p.learning,
+        profile: p.profile,
+    }))
+}
+
+/// `GET /v1/workloads/{workload}/export[?revision=&format=json|yaml]`: the audit export with
+/// its SHA-256 content hash.
+pub async fn export(
+    axum::extract::State(agent): AgentRef,
+    Path(workload): Path<String>,
+    Query(sel): Query<Select>,
+) -> Result<Response, ApiError> {
+    let yaml = match sel.format.as_deref() {
+        None | Some("json") => false,
+        Some("yaml") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown export format {other:?}: expected json or yaml"
+            )));
+        }
+    };
+    let (key, p) = load(agent.as_ref(), &workload, sel.revision.as_deref())?;
+    let learning =
+        serde_json::to_value(&p.learning).map_err(|e| ApiError::internal(e.to_string()))?;
+    let e = profiles::export::export(key.workload, key.revision, learning, &p.profile);
+    Ok(if yaml {
+        let text = profiles::export::to_yaml(&e).map_err(|e| ApiError::internal(e.to_string()))?;
+        ([(header::CONTENT_TYPE, "application/yaml")], text).into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            profiles::export::to_json(&e),
+        )
+            .into_response()
+    })
+}
+
+/// The answer to an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    /// Workload id.
+    pub workload: String,
+    /// Revision.
+    pub revision: String,
+    /// Entries stored.
+    pub entries: usize,
+}
+
+/// `POST /v1/profiles/import` with an export (JSON or YAML): checked (schema, content hash,
+/// entries) and stored; a rejected document changes nothing.
+pub async fn import(
+    axum::extract::State(agent): AgentRef,
+    body: Bytes,
+) -> Result<Json<Imported>, ApiError> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("the export is not UTF-8 text"))?;
+    let e = profiles::export::import(text)
+        .map_err(|e| ApiError::bad_request(format!("export rejected: {e}")))?;
+    let key = ProfileKey::new(&e.workload, &e.revision)?;
+    let learning = serde_json::from_value(e.learning.clone()).unwrap_or_else(|_| {
+        let mut l = Learning::new(0);
+        l.mark_incomplete("imported without learning state");
+        l
+    });
+    let stored = StoredProfile {
+        profile: e.profile,
+        learning,
+    };
+    let entries = stored.profile.len();
+    agent.import(&key, stored)?;
+    tracing::info!(workload = %key.workload, revision = %key.revision, entries, "profile imported");
+    Ok(Json(Imported {
+        workload: key.workload,
+        revision: key.revision,
+        entries,
+    }))
+}

@@ -1,0 +1,101 @@
+//! What the API needs from an agent. The running agent implements [`Agent`] over its live
+//! recorder; the CLI implements it over the store when no agent runs; tests use a fake.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use profiles::{
+    mode::Mode,
+    store::{ProfileKey, StoredProfile},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::ApiError;
+
+/// Learning settings that decide how progress is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Mode of workloads with none set.
+    pub default_mode: Mode,
+    /// A profile with no new entry for this long is stable.
+    #[serde(with = "secs", rename = "stable_after_secs")]
+    pub stable_after: Duration,
+    /// A stable learning workload switches to alert by itself after this long without change.
+    #[serde(with = "opt_secs", rename = "auto_alert_after_secs")]
+    pub auto_alert_after: Option<Duration>,
+    /// Entries a profile may hold before patterns are widened.
+    pub max_entries: usize,
+}
+
+/// The running agent (absent when the CLI reads the store itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRuntime {
+    /// The agent's process id.
+    pub pid: u32,
+    /// When it started (Unix-epoch nanoseconds).
+    pub started_ns: u64,
+    /// The store directory.
+    pub store: String,
+    /// Events recorded into profiles.
+    pub recorded: u64,
+    /// Secrets removed from argv before recording.
+    pub redactions: u64,
+    /// Events that could not be recorded.
+    pub not_recorded: u64,
+    /// The kernel's statistics (seen / emitted / deduplicated / dropped, per kind and total).
+    pub kernel: serde_json::Value,
+}
+
+/// The agent's state as the API sees it. Methods are synchronous and quick: they read memory or
+/// the embedded store.
+pub trait Agent: Send + Sync + 'static {
+    /// Learning settings.
+    fn settings(&self) -> Settings;
+    /// The running agent, or `None` when the store is read with no agent.
+    fn runtime(&self) -> Option<AgentRuntime>;
+    /// Workloads with a mode set, sorted.
+    fn modes(&self) -> Result<Vec<(String, Mode)>, ApiError>;
+    /// Sets (durably) and applies a workload's mode; returns the mode set before, if any.
+    fn set_mode(&self, workload: &str, mode: Mode) -> Result<Option<Mode>, ApiError>;
+    /// Whether `workload` exists beyond the store (on a host: its cgroup exists).
+    fn workload_exists(&self, workload: &str) -> bool;
+    /// Every profile key (stored or being learned), sorted.
+    fn profile_keys(&self) -> Result<Vec<ProfileKey>, ApiError>;
+    /// The freshest copy of a profile.
+    fn profile(&self, key: &ProfileKey) -> Result<Option<StoredProfile>, ApiError>;
+    /// Stores (durably) an imported profile, replacing any with the same key.
+    fn import(&self, key: &ProfileKey, profile: StoredProfile) -> Result<(), ApiError>;
+    /// Now, in Unix-epoch nanoseconds.
+    fn now_ns(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
+mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        d.map(|d| d.as_secs()).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_secs))
+    }
+}

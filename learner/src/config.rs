@@ -1,0 +1,155 @@
+//! The agent's configuration file (TOML). Every setting has a default, and command-line flags
+//! override the file.
+//!
+//! ```toml
+//! [learn]
+//! default_mode = "learn"      # mode of workloads with none set
+//! stable_after = "1h"         # no new entry for this long: the profile is stable
+//! auto_alert_after = "24h"    # optional: switch a stable, complete profile to alert
+//! max_entries = 1000          # entries per profile before patterns are widened
+//!
+//! [redact]                    # on top of the built-in secret rules
+//! extra_patterns = ['sk_live_[0-9a-zA-Z]+']
+//! secret_flags = ["--api-key"]
+//! ```
+
+use std::{path::Path, time::Duration};
+
+use profiles::{mode::Mode, redact::RedactConfig};
+use serde::Deserialize;
+
+/// Where the agent looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/baseliner/config.toml";
+
+/// The configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Learning settings.
+    pub learn: LearnConfig,
+    /// Extra redaction rules.
+    pub redact: RedactConfig,
+}
+
+/// `[learn]`: each field unset means the built-in default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearnConfig {
+    /// Mode of workloads with none set.
+    pub default_mode: Option<Mode>,
+    /// A profile with no new entry for this long is stable ("90m", "1h").
+    #[serde(with = "opt_duration")]
+    pub stable_after: Option<Duration>,
+    /// Switch a stable, complete profile to alert after this long without change.
+    #[serde(with = "opt_duration")]
+    pub auto_alert_after: Option<Duration>,
+    /// Entries per profile before patterns are widened.
+    pub max_entries: Option<usize>,
+}
+
+/// The configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// It could not be read.
+    #[error("cannot read the configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is not valid.
+    #[error("invalid configuration {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, with its position.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads `path`; with `required` false a missing file is the default configuration.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: shown,
+                    source,
+                });
+            }
+        };
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: shown,
+            message,
+        })
+    }
+
+    /// Parses configuration text, checking the redaction patterns too.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        profiles::redact::Redactor::new(&c.redact).map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_setting() {
+        let c = Config::parse(
+            "[learn]\ndefault_mode = \"alert\"\nstable_after = \"90m\"\nauto_alert_after = \"1day\"\n\
+             max_entries = 500\n[redact]\nsecret_flags = [\"--api-key\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.learn.default_mode, Some(Mode::Alert));
+        assert_eq!(c.learn.stable_after, Some(Duration::from_secs(5400)));
+        assert_eq!(c.learn.auto_alert_after, Some(Duration::from_secs(86400)));
+        assert_eq!(c.learn.max_entries, Some(500));
+        assert_eq!(c.redact.secret_flags, ["--api-key"]);
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        for (text, needle) in [
+            ("[learn]\nstable_after = \"soon\"", "stable_after"),
+            ("[learn]\ndefault_mode = \"block\"", "default_mode"),
+            ("[learn]\nmax_entry = 5", "max_entry"),
+            (
+                "[redact]\nextra_patterns = [\"(\"]",
+                "invalid redaction pattern",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_default_file_is_the_default() {
+        let missing = Path::new("/nonexistent/baseliner.toml");
+        assert_eq!(Config::load(missing, false).unwrap(), Config::default());
+        assert!(Config::load(missing, true).is_err());
+    }
+}

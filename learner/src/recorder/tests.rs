@@ -1,0 +1,215 @@
+//! The recorder against a real store in a temporary directory.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::*;
+
+const S: u64 = 1_000_000_000;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(label: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!(
+            "baseliner-recorder-{label}-{}-{}",
+            std::process::id(),
+            now_ns()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn recorder(dir: &Path, settings: Settings) -> Recorder {
+    let store = Store::open(&dir.join("store")).unwrap();
+    Recorder::with_settings(store, Redactor::default(), settings)
+}
+
+fn event(workload: &str, ts_ns: u64, exe: &str, detail: serde_json::Value) -> Event {
+    let mut v = json!({
+        "schema": 1, "ts_ns": ts_ns,
+        "workload": {"id": workload, "cgroup_id": 7, "cgroup": workload},
+        "pid": 100, "tid": 100, "ppid": 1, "uid": 0, "gid": 0, "comm": "app", "exe": exe,
+    });
+    v.as_object_mut()
+        .unwrap()
+        .extend(detail.as_object().unwrap().clone());
+    serde_json::from_value(v).unwrap()
+}
+
+fn exec(workload: &str, ts_ns: u64, path: &str) -> Event {
+    event(
+        workload,
+        ts_ns,
+        path,
+        json!({"kind": "exec", "filename": path, "argv": [path], "argv_truncated": false}),
+    )
+}
+
+fn open(workload: &str, ts_ns: u64, exe: &str, path: &str) -> Event {
+    event(
+        workload,
+        ts_ns,
+        exe,
+        json!({"kind": "open", "path": path, "flags": 0, "access": "read", "path_truncated": false}),
+    )
+}
+
+fn settings() -> Settings {
+    Settings {
+        stable_after: Duration::from_secs(60),
+        ..default_settings(Mode::Learn)
+    }
+}
+
+#[test]
+fn a_mode_change_applies_to_the_next_event_and_is_durable() {
+    let dir = Dir::new("mode");
+    let mut r = recorder(&dir.0, settings());
+    assert!(r.record(open("/w", S, "/bin/true", "/etc/a")).unwrap());
+    assert_eq!(r.set_mode("/w", Mode::Alert).unwrap(), None);
+    assert!(!r.record(open("/w", 2 * S, "/bin/true", "/etc/b")).unwrap());
+    assert_eq!(r.set_mode("/w", Mode::Learn).unwrap(), Some(Mode::Alert));
+    assert!(r.record(open("/w", 3 * S, "/bin/true", "/etc/c")).unwrap());
+    r.flush().unwrap();
+    let keys = r.profile_keys().unwrap();
+    let p = r.profile(&keys[0]).unwrap().unwrap();
+    let files: Vec<_> = p.profile.files.keys().map(|f| f.path.clone()).collect();
+    assert_eq!(
+        files,
+        ["/etc/a", "/etc/c"],
+        "nothing learned while alerting"
+    );
+    drop(r);
+    let r = recorder(&dir.0, settings());
+    assert_eq!(r.modes().unwrap(), [("/w".to_string(), Mode::Learn)]);
+}
+
+#[test]
+fn an_upgraded_program_starts_a_new_revision() {
+    let dir = Dir::new("revision");
+    let prog = dir.0.join("server");
+    std::fs::write(&prog, b"version 1").unwrap();
+    let helper = dir.0.join("helper");
+    std::fs::write(&helper, b"helper").unwrap();
+    let (prog, helper) = (prog.to_str().unwrap(), helper.to_str().unwrap());
+    let mut r = recorder(&dir.0, settings());
+    r.record(exec("/w", S, prog)).unwrap();
+    r.record(open("/w", S, prog, "/etc/v1.conf")).unwrap();
+    r.record(exec("/w", 2 * S, helper)).unwrap();
+    let first = r.revisions("/w").unwrap().unwrap();
+    assert_eq!(
+        first.executables.len(),
+        2,
+        "a new program joins the revision"
+    );
+    assert_eq!(r.profile_keys().unwrap().len(), 1);
+    r.flush().unwrap();
+    drop(r);
+
+    // After a restart the same programs map to the same revision.
+    let mut r = recorder(&dir.0, settings());
+    r.record(exec("/w", 3 * S, prog)).unwrap();
+    assert_eq!(r.revisions("/w").unwrap().unwrap().current, first.current);
+    // The program is upgraded: its next exec starts a new revision with a fresh profile.
+    std::fs::write(&prog, b"version 2, longer").unwrap();
+    r.record(exec("/w", 4 * S, prog)).unwrap();
+    r.record(open("/w", 4 * S, prog, "/etc/v2.conf")).unwrap();
+    let now = r.revisions("/w").unwrap().unwrap();
+    assert_ne!(now.current, first.current);
+    assert_eq!(now.history.len(), 2);
+    let keys = r.profile_keys().unwrap();
+    assert_eq!(keys.len(), 2);
+    let new = r
+        .profile(&ProfileKey::new("/w", &now.current).unwrap())
+        .unwrap()
+        .unwrap();
+    let files: Vec<_> = new.profile.files.keys().map(|f| f.path.clone()).collect();
+    assert_eq!(files, ["/etc/v2.conf"]);
+}
+
+#[test]
+fn downtime_marks_learning_profiles_incomplete() {
+    let dir = Dir::new("downtime");
+    let mut r = recorder(&dir.0, settings());
+    let now = now_ns();
+    // One profile changed just now (learning), one long ago (stable).
+    r.record(open("/learning", now, "/bin/true", "/etc/a"))
+        .unwrap();
+    r.record(open("/stable", now - 3600 * S, "/bin/true", "/etc/a"))
+        .unwrap();
+    r.flush().unwrap();
+    assert_eq!(
+        r.note_downtime(now + 10 * S, Duration::from_secs(30))
+            .unwrap(),
+        0,
+        "a short gap is not downtime"
+    );
+    assert_eq!(
+        r.note_downtime(now + 600 * S, Duration::from_secs(30))
+            .unwrap(),
+        1
+    );
+    drop(r);
+    let r = recorder(&dir.0, settings());
+    for key in r.profile_keys().unwrap() {
+        let p = r.profile(&key).unwrap().unwrap();
+        if key.workload == "/learning" {
+            assert_eq!(p.learning.incomplete.len(), 1);
+            assert!(
+                p.learning.incomplete[0]
+                    .starts_with("the agent was down for 9m 59s while learning")
+                    || p.learning.incomplete[0]
+                        .starts_with("the agent was down for 10m while learning"),
+                "{:?}",
+                p.learning.incomplete
+            );
+        } else {
+            assert!(p.learning.incomplete.is_empty());
+        }
+    }
+}
+
+#[test]
+fn stable_complete_profiles_switch_to_alert_when_asked() {
+    let dir = Dir::new("auto");
+    let mut r = recorder(
+        &dir.0,
+        Settings {
+            auto_alert_after: Some(Duration::from_secs(120)),
+            ..settings()
+        },
+    );
+    let t = 1000 * S;
+    r.record(open("/quiet", t, "/bin/true", "/etc/a")).unwrap();
+    r.record(open("/busy", t + 100 * S, "/bin/true", "/etc/a"))
+        .unwrap();
+    r.record(open("/broken", t, "/bin/true", "/etc/a")).unwrap();
+    let key = r
+        .profile_keys()
+        .unwrap()
+        .into_iter()
+        .find(|k| k.workload == "/broken")
+        .unwrap();
+    let mut p = r.profile(&key).unwrap().unwrap();
+    p.learning.mark_incomplete("test");
+    r.import(&key, p).unwrap();
+    assert!(r.auto_alert(t + 60 * S).unwrap().is_empty());
+    assert_eq!(r.auto_alert(t + 150 * S).unwrap(), ["/quiet"]);
+    assert_eq!(r.mode("/quiet").unwrap(), Mode::Alert);
+    assert_eq!(r.mode("/busy").unwrap(), Mode::Learn);
+    assert_eq!(
+        r.mode("/broken").unwrap(),
+        Mode::Learn,
+        "incomplete never switches"
+    );
+    assert_eq!(r.auto_alert(t + 250 * S).unwrap(), ["/busy"]);
+}
