@@ -14,6 +14,7 @@ use anyhow::{Context as _, Result};
 use api::Settings;
 use profiles::{
     Event, EventDetail,
+    bound::Limits,
     learning::{Learning, Status},
     mode::Mode,
     redact::Redactor,
@@ -233,8 +234,14 @@ impl Recorder {
         let Some(stored) = self.profiles.get_mut(&key) else {
             return Ok(false);
         };
-        let new = stored.profile.record(&event);
-        stored.learning.changed(&new, event.ts_ns);
+        let limits = Limits {
+            max_entries: self.settings.max_entries,
+        };
+        let outcome = stored.record_bounded(&event, &limits);
+        for w in &outcome.widenings {
+            tracing::warn!(workload = %key.workload, revision = %key.revision,
+                "size bound ({} entries): {w}; the profile is marked incomplete", limits.max_entries);
+        }
         self.dirty.insert(key);
         self.recorded += 1;
         Ok(true)

@@ -20,9 +20,10 @@
 //!   /16 (/48) merge whatever their port, into port 0.
 //!
 //! Only when no kind can be widened so does a step collapse at the root (`/*`, `/**`; `*`, `**`
-//! for relative paths; `/**` -> `/**` for lineage) or widen addresses to /8 (/32 for IPv6) and then to any address
-//! (`0.0.0.0/0`, `::/0`), each first per port, then with any port. A widening never drops an entry that nothing can cover (`/`, an empty
-//! path): a profile made of such entries stays above the bound.
+//! for relative paths; `/**` -> `/**` for lineage) or widen addresses to /8 (/32 for IPv6) and
+//! then to any address (`0.0.0.0/0`, `::/0`), each first per port, then with any port. A
+//! widening never drops an entry that nothing can cover (`/`, an empty path): a profile made of
+//! such entries stays above the bound.
 
 mod cover;
 
@@ -132,9 +133,32 @@ fn parent(p: &str) -> Option<&str> {
     }
 }
 
-/// The directories above a path, nearest first.
+/// A path or pattern without its wildcard tail (the trailing `*`, `**` segments and slash that
+/// widening adds): `/a/*/*` → `/a`, `/a/*/` → `/a`, `/*` → `/`, `*` → `""`, `/a/b` → `/a/b`.
+fn stem(p: &str) -> &str {
+    let mut s = p.strip_suffix('/').filter(|t| !t.is_empty()).unwrap_or(p);
+    loop {
+        match s.rsplit_once('/') {
+            Some(("", "*" | "**")) => return "/",
+            Some((head, "*" | "**")) => s = head,
+            None if s == "*" || s == "**" => return "",
+            _ => return s,
+        }
+    }
+}
+
+/// The directories `p` may be grouped under, nearest first: those above it, but for a pattern
+/// only those above its wildcard tail — `/a/*/*` goes under `/a` and `/`, not `/a/*`, since
+/// what it covers need not lie in `/a/*`. So every pattern widening makes is rooted in a
+/// directory above each entry it covers, which keeps the coverage lookups complete.
 fn ancestors(p: &str) -> impl Iterator<Item = &str> {
-    std::iter::successors(parent(p), |d| parent(d))
+    let stem = stem(p).len();
+    std::iter::successors(parent(p), |d| parent(d)).filter(move |d| d.len() <= stem)
+}
+
+/// The directory `p` is directly in, if `p` may be grouped under it (see [`ancestors`]).
+fn dir_of(p: &str) -> Option<&str> {
+    parent(p).filter(|d| d.len() <= stem(p).len())
 }
 
 /// Segments below the root: 0 for `/` and for the relative root `""`.
@@ -228,7 +252,7 @@ fn cidr(n: &NetEntry) -> Option<(IpAddr, u8)> {
 
 /// The network of `ip` with a `prefix`-bit mask.
 fn network(ip: IpAddr, prefix: u8) -> IpAddr {
-    let keep = |bits: u32| bits.checked_sub(u32::from(prefix)).unwrap_or(0);
+    let keep = |bits: u32| bits.saturating_sub(u32::from(prefix));
     match ip {
         IpAddr::V4(a) => {
             let mask = u32::MAX.checked_shl(keep(32)).unwrap_or(0);
@@ -250,31 +274,33 @@ fn port_text(port: u16) -> String {
 
 // --- Plans ---------------------------------------------------------------------------------
 
-/// Entries to replace (old → new, where new covers old) and what that means.
+/// Entries to replace: old → new, where new covers old.
+type Moves<K> = Vec<(K, K)>;
+
+/// Entries to replace and what that means.
 struct Plan<K> {
-    moves: Vec<(K, K)>,
+    moves: Moves<K>,
     description: String,
 }
 
-/// Picks a group of entries to widen together: groups of two or more, highest `rank` first
-/// (the first group in order on ties), the first whose `moves` (old entry → new entry) make
-/// the map smaller. Only that group's moves are built.
+/// Picks the groups of entries to widen together: groups of two or more whose `moves` (old
+/// entry → new entry) make the map smaller, highest `rank` first (in group order on ties).
 fn pick<'a, G: Ord, K: Ord + 'a, R: Ord>(
     groups: BTreeMap<G, Vec<&'a K>>,
     rank: impl Fn(&G, usize) -> R,
     moves: impl Fn(&G, &[&'a K]) -> Vec<(K, K)>,
-) -> Option<(G, Vec<(K, K)>)> {
-    let mut ranked: Vec<(R, G, Vec<&K>)> = groups
+) -> Vec<(R, G, Moves<K>)> {
+    let mut ranked: Vec<(R, G, Moves<K>)> = groups
         .into_iter()
         .filter(|(_, members)| members.len() > 1)
-        .map(|(g, members)| (rank(&g, members.len()), g, members))
+        .filter_map(|(g, members)| {
+            let moves = moves(&g, &members);
+            let targets: BTreeSet<&K> = moves.iter().map(|(_, new)| new).collect();
+            (targets.len() < moves.len()).then(|| (rank(&g, members.len()), g, moves))
+        })
         .collect();
     ranked.sort_by(|a, b| b.0.cmp(&a.0)); // stable: ties stay in group order
-    ranked.into_iter().find_map(|(_, g, members)| {
-        let moves = moves(&g, &members);
-        let targets: BTreeSet<&K> = moves.iter().map(|(_, new)| new).collect();
-        (targets.len() < moves.len()).then_some((g, moves))
-    })
+    ranked
 }
 
 /// Groups `keys` by `group` (keys without a group are left out).
@@ -368,13 +394,9 @@ fn covering<K: Clone>(f: &PathField<K>, old: &K, target: String) -> K {
 
 /// Collapses the entries directly in the directory with the most of them: the root (`/`, or
 /// `""` for relative paths) when `root`, any other directory otherwise.
-fn children<K: Ord + Clone>(
-    map: &BTreeMap<K, Seen>,
-    f: &PathField<K>,
-    root: bool,
-) -> Option<Plan<K>> {
+fn children<K: Ord + Clone>(map: &BTreeMap<K, Seen>, f: &PathField<K>, root: bool) -> Vec<Plan<K>> {
     let groups = group_by(map.keys(), |k| {
-        let dir = parent((f.get)(k)?).filter(|d| (depth(d) == 0) == root)?;
+        let dir = dir_of((f.get)(k)?).filter(|d| (depth(d) == 0) == root)?;
         Some(((f.set)(k, String::new()), dir.to_string()))
     });
     let moves = |(_, dir): &(K, String), members: &[&K]| {
@@ -384,16 +406,21 @@ fn children<K: Ord + Clone>(
         };
         members.iter().map(each).collect()
     };
-    let ((group, dir), moves) = pick(groups, |_, size| size, moves)?;
-    let (n, noun, dir_shown) = (moves.len(), (f.noun)(&group), show(&dir));
-    let pattern = join(&dir, "*");
-    let description = format!("{n} {noun} under {dir_shown} collapsed to {pattern}");
-    Some(Plan { moves, description })
+    let picked = pick(groups, |_, size| size, moves);
+    picked
+        .into_iter()
+        .map(|(_, (group, dir), moves)| {
+            let (n, noun, dir_shown) = (moves.len(), (f.noun)(&group), show(&dir));
+            let pattern = join(&dir, "*");
+            let description = format!("{n} {noun} under {dir_shown} collapsed to {pattern}");
+            Plan { moves, description }
+        })
+        .collect()
 }
 
 /// Collapses everything below one directory, the deepest with several entries below it (then
 /// the one with the most): the root when `root`, any other directory otherwise.
-fn below<K: Ord + Clone>(map: &BTreeMap<K, Seen>, f: &PathField<K>, root: bool) -> Option<Plan<K>> {
+fn below<K: Ord + Clone>(map: &BTreeMap<K, Seen>, f: &PathField<K>, root: bool) -> Vec<Plan<K>> {
     let mut groups: BTreeMap<(usize, K, String), Vec<&K>> = BTreeMap::new();
     for k in map.keys() {
         let Some(p) = (f.get)(k) else { continue };
@@ -407,15 +434,23 @@ fn below<K: Ord + Clone>(map: &BTreeMap<K, Seen>, f: &PathField<K>, root: bool) 
         let each = |k: &&K| ((*k).clone(), covering(f, k, target.clone()));
         members.iter().map(each).collect::<Vec<_>>()
     };
-    let ((_, group, dir), moves) = pick(groups, |g, size| (g.0, size), moves)?;
-    let target = below_pattern(&dir, moves.iter().filter_map(|(k, _)| (f.get)(k)));
-    let (n, noun) = (moves.len(), (f.noun)(&group));
-    let description = format!("{n} {noun} below {} collapsed to {target}", show(&dir));
-    Some(Plan { moves, description })
+    let picked = pick(groups, |g, size| (g.0, size), moves);
+    let deepest = picked.first().map(|(_, (d, ..), _)| *d);
+    // Groups at one depth are disjoint; deeper ones come first.
+    picked
+        .into_iter()
+        .take_while(|(_, (d, ..), _)| Some(*d) == deepest)
+        .map(|(_, (_, group, dir), moves)| {
+            let target = below_pattern(&dir, moves.iter().filter_map(|(k, _)| (f.get)(k)));
+            let (n, noun) = (moves.len(), (f.noun)(&group));
+            let description = format!("{n} {noun} below {} collapsed to {target}", show(&dir));
+            Plan { moves, description }
+        })
+        .collect()
 }
 
 /// Merges the argument lists of the program with the most of them into [`ANY_ARGS`].
-fn merge_args(map: &BTreeMap<ExecEntry, Seen>) -> Option<Plan<ExecEntry>> {
+fn merge_args(map: &BTreeMap<ExecEntry, Seen>) -> Vec<Plan<ExecEntry>> {
     let groups = group_by(map.keys(), |k| Some(k.path.clone()));
     let moves = |path: &String, members: &[&ExecEntry]| {
         let any = ExecEntry {
@@ -427,11 +462,16 @@ fn merge_args(map: &BTreeMap<ExecEntry, Seen>) -> Option<Plan<ExecEntry>> {
             .map(|k| ((*k).clone(), any.clone()))
             .collect()
     };
-    let (path, moves) = pick(groups, |_, size| size, moves)?;
-    let n = moves.len();
-    let description =
-        format!("{n} argument lists of {path} merged into any arguments ({ANY_ARGS})");
-    Some(Plan { moves, description })
+    let picked = pick(groups, |_, size| size, moves);
+    picked
+        .into_iter()
+        .map(|(_, path, moves)| {
+            let n = moves.len();
+            let description =
+                format!("{n} argument lists of {path} merged into any arguments ({ANY_ARGS})");
+            Plan { moves, description }
+        })
+        .collect()
 }
 
 /// Widens the IP addresses of one protocol and port to their /`v4` or /`v6` network (the
@@ -442,7 +482,7 @@ fn widen_ips(
     v4: u8,
     v6: u8,
     any_port: bool,
-) -> Option<Plan<NetEntry>> {
+) -> Vec<Plan<NetEntry>> {
     let groups = group_by(map.keys(), |k| {
         let (ip, prefix) = cidr(k)?;
         let to = if ip.is_ipv4() { v4 } else { v6 };
@@ -461,14 +501,19 @@ fn widen_ips(
         };
         members.iter().map(each).collect()
     };
-    let ((_, protocol, port, addr), moves) = pick(groups, |_, size| size, moves)?;
-    let (n, proto, port) = (moves.len(), protocol_name(protocol), port_text(port));
-    let description = format!("{n} {proto} addresses with {port} collapsed to {addr}");
-    Some(Plan { moves, description })
+    let picked = pick(groups, |_, size| size, moves);
+    picked
+        .into_iter()
+        .map(|(_, (_, protocol, port, addr), moves)| {
+            let (n, proto, port) = (moves.len(), protocol_name(protocol), port_text(port));
+            let description = format!("{n} {proto} addresses with {port} collapsed to {addr}");
+            Plan { moves, description }
+        })
+        .collect()
 }
 
 /// Merges the ports of the IP address (or network) with the most of them into port 0, "any port".
-fn merge_ports(map: &BTreeMap<NetEntry, Seen>) -> Option<Plan<NetEntry>> {
+fn merge_ports(map: &BTreeMap<NetEntry, Seen>) -> Vec<Plan<NetEntry>> {
     let ip = map.keys().filter(|k| k.family != Family::Unix);
     let groups = group_by(ip, |k| Some((k.family, k.protocol, k.addr.clone())));
     let moves = |_: &_, members: &[&NetEntry]| {
@@ -483,16 +528,21 @@ fn merge_ports(map: &BTreeMap<NetEntry, Seen>) -> Option<Plan<NetEntry>> {
         };
         members.iter().map(each).collect()
     };
-    let ((_, protocol, addr), moves) = pick(groups, |_, size| size, moves)?;
-    let (n, proto) = (moves.len(), protocol_name(protocol));
-    let description = format!("{n} ports of {proto} {addr} collapsed to port 0 (any port)");
-    Some(Plan { moves, description })
+    let picked = pick(groups, |_, size| size, moves);
+    picked
+        .into_iter()
+        .map(|(_, (_, protocol, addr), moves)| {
+            let (n, proto) = (moves.len(), protocol_name(protocol));
+            let description = format!("{n} ports of {proto} {addr} collapsed to port 0 (any port)");
+            Plan { moves, description }
+        })
+        .collect()
 }
 
 /// Widens both sides of lineage entries at once, for parents and children that are all
 /// distinct: each path below a top-level directory becomes `/top/**` (only the root `/**`, or
 /// `**` for a relative path, when `root`); the largest resulting group merges.
-fn widen_lineage(map: &BTreeMap<LineageEntry, Seen>, root: bool) -> Option<Plan<LineageEntry>> {
+fn widen_lineage(map: &BTreeMap<LineageEntry, Seen>, root: bool) -> Vec<Plan<LineageEntry>> {
     let wide = |p: &str| {
         let dir = ancestors(p).find(|d| depth(d) == usize::from(!root));
         let target = dir.map(|d| join(d, "**"));
@@ -512,62 +562,101 @@ fn widen_lineage(map: &BTreeMap<LineageEntry, Seen>, root: bool) -> Option<Plan<
             .map(|k| ((*k).clone(), target.clone()))
             .collect()
     };
-    let (target, moves) = pick(groups, |_, size| size, moves)?;
-    let (n, parent, child) = (moves.len(), &target.parent, &target.child);
-    let description = format!("{n} entries collapsed to {parent} -> {child}");
-    Some(Plan { moves, description })
+    let picked = pick(groups, |_, size| size, moves);
+    picked
+        .into_iter()
+        .map(|(_, target, moves)| {
+            let (n, parent, child) = (moves.len(), &target.parent, &target.child);
+            let description = format!("{n} entries collapsed to {parent} -> {child}");
+            Plan { moves, description }
+        })
+        .collect()
 }
 
-fn exec_plan(m: &BTreeMap<ExecEntry, Seen>, root: bool) -> Option<Plan<ExecEntry>> {
-    let args = (!root).then(|| merge_args(m)).flatten();
-    args.or_else(|| children(m, &EXEC_PATH, root))
-        .or_else(|| below(m, &EXEC_PATH, root))
+/// The first of `strategies` that has something to widen.
+fn first<K>(strategies: &[&dyn Fn() -> Vec<Plan<K>>]) -> Vec<Plan<K>> {
+    let mut plans = strategies.iter().map(|s| s()).filter(|p| !p.is_empty());
+    plans.next().unwrap_or_default()
 }
 
-fn lineage_plan(m: &BTreeMap<LineageEntry, Seen>, root: bool) -> Option<Plan<LineageEntry>> {
-    children(m, &LINEAGE_CHILD, root)
-        .or_else(|| below(m, &LINEAGE_CHILD, root))
-        .or_else(|| children(m, &LINEAGE_PARENT, root))
-        .or_else(|| below(m, &LINEAGE_PARENT, root))
-        .or_else(|| widen_lineage(m, root))
+fn exec_plans(m: &BTreeMap<ExecEntry, Seen>, root: bool) -> Vec<Plan<ExecEntry>> {
+    let args = || if root { Vec::new() } else { merge_args(m) };
+    first(&[&args, &|| children(m, &EXEC_PATH, root), &|| {
+        below(m, &EXEC_PATH, root)
+    }])
 }
 
-fn file_plan(m: &BTreeMap<FileEntry, Seen>, root: bool) -> Option<Plan<FileEntry>> {
-    children(m, &FILE_PATH, root).or_else(|| below(m, &FILE_PATH, root))
+fn lineage_plans(m: &BTreeMap<LineageEntry, Seen>, root: bool) -> Vec<Plan<LineageEntry>> {
+    first(&[
+        &|| children(m, &LINEAGE_CHILD, root),
+        &|| below(m, &LINEAGE_CHILD, root),
+        &|| children(m, &LINEAGE_PARENT, root),
+        &|| below(m, &LINEAGE_PARENT, root),
+        &|| widen_lineage(m, root),
+    ])
 }
 
-fn net_plan(m: &BTreeMap<NetEntry, Seen>, root: bool) -> Option<Plan<NetEntry>> {
+fn file_plans(m: &BTreeMap<FileEntry, Seen>, root: bool) -> Vec<Plan<FileEntry>> {
+    first(&[&|| children(m, &FILE_PATH, root), &|| {
+        below(m, &FILE_PATH, root)
+    }])
+}
+
+fn net_plans(m: &BTreeMap<NetEntry, Seen>, root: bool) -> Vec<Plan<NetEntry>> {
     if root {
-        children(m, &UNIX_PATH, true)
-            .or_else(|| below(m, &UNIX_PATH, true))
-            .or_else(|| widen_ips(m, 8, 32, false))
-            .or_else(|| widen_ips(m, 8, 32, true))
-            .or_else(|| widen_ips(m, 0, 0, false))
-            .or_else(|| widen_ips(m, 0, 0, true))
+        first(&[
+            &|| children(m, &UNIX_PATH, true),
+            &|| below(m, &UNIX_PATH, true),
+            &|| widen_ips(m, 8, 32, false),
+            &|| widen_ips(m, 8, 32, true),
+            &|| widen_ips(m, 0, 0, false),
+            &|| widen_ips(m, 0, 0, true),
+        ])
     } else {
-        widen_ips(m, 24, 64, false)
-            .or_else(|| children(m, &UNIX_PATH, false))
-            .or_else(|| below(m, &UNIX_PATH, false))
-            .or_else(|| widen_ips(m, 16, 48, false))
-            .or_else(|| merge_ports(m))
-            .or_else(|| widen_ips(m, 16, 48, true))
+        first(&[
+            &|| widen_ips(m, 24, 64, false),
+            &|| children(m, &UNIX_PATH, false),
+            &|| below(m, &UNIX_PATH, false),
+            &|| widen_ips(m, 16, 48, false),
+            &|| merge_ports(m),
+            &|| widen_ips(m, 16, 48, true),
+        ])
     }
 }
 
-/// Widens `map` by one step of `plan`, if it has one.
+/// How far one round of widening a kind may go: the size the whole profile must shrink to,
+/// and how many entries the kind must keep to stay the one to widen.
+#[derive(Clone, Copy)]
+struct Round {
+    /// Entries of the other kinds.
+    others: usize,
+    max_entries: usize,
+    /// The kind is widened while it has at least this many entries.
+    largest_from: usize,
+}
+
+/// Widens `map` by the first strategy of `plans` that applies, group by group (best first),
+/// while the profile is over the bound and the kind is still the one to widen.
 fn carry_out<K: Ord>(
     map: &mut BTreeMap<K, Seen>,
     kind: EntryKind,
-    plan: fn(&BTreeMap<K, Seen>, bool) -> Option<Plan<K>>,
+    plans: fn(&BTreeMap<K, Seen>, bool) -> Vec<Plan<K>>,
     root: bool,
-) -> Option<Widening> {
-    let Plan { moves, description } = plan(map, root)?;
-    let removed = apply(map, moves);
-    Some(Widening {
-        kind,
-        removed,
-        description,
-    })
+    round: Round,
+) -> Vec<Widening> {
+    let mut done = Vec::new();
+    for Plan { moves, description } in plans(map, root) {
+        let removed = apply(map, moves);
+        done.push(Widening {
+            kind,
+            removed,
+            description,
+        });
+        if round.others + map.len() <= round.max_entries || map.len() < round.largest_from {
+            break;
+        }
+    }
+    done
 }
 
 impl Profile {
@@ -581,14 +670,24 @@ impl Profile {
         }
     }
 
-    /// One widening of `kind`: a last-resort one when `root`.
-    fn widen_step(&mut self, kind: EntryKind, root: bool) -> Option<Widening> {
+    /// Widens `kind` by one strategy (a last-resort one when `root`); nothing when it has none.
+    fn widen_kind(&mut self, kind: EntryKind, root: bool, max_entries: usize) -> Vec<Widening> {
+        let len = self.kind_len(kind);
+        // Stays first in the order of `widen_to` while it has at least as many entries as each
+        // kind after it, and more than each kind before it.
+        let rank = |k: EntryKind| self.kind_len(k) + usize::from(k < kind);
+        let others = KINDS.into_iter().filter(|&k| k != kind);
+        let round = Round {
+            others: self.len() - len,
+            max_entries,
+            largest_from: others.map(rank).max().unwrap_or(0),
+        };
         match kind {
-            EntryKind::Exec => carry_out(&mut self.execs, kind, exec_plan, root),
-            EntryKind::Lineage => carry_out(&mut self.lineage, kind, lineage_plan, root),
-            EntryKind::File => carry_out(&mut self.files, kind, file_plan, root),
-            EntryKind::Connect => carry_out(&mut self.connects, kind, net_plan, root),
-            EntryKind::Listen => carry_out(&mut self.listens, kind, net_plan, root),
+            EntryKind::Exec => carry_out(&mut self.execs, kind, exec_plans, root, round),
+            EntryKind::Lineage => carry_out(&mut self.lineage, kind, lineage_plans, root, round),
+            EntryKind::File => carry_out(&mut self.files, kind, file_plans, root, round),
+            EntryKind::Connect => carry_out(&mut self.connects, kind, net_plans, root, round),
+            EntryKind::Listen => carry_out(&mut self.listens, kind, net_plans, root, round),
         }
     }
 
@@ -597,6 +696,11 @@ impl Profile {
     /// an entry after ([`crate::diff::DiffEntry::covers`]), and the counts add up: nothing is
     /// dropped. Deterministic: the same profile always widens the same way. Returns the steps
     /// taken, in order (none when the profile is within the bound).
+    ///
+    /// Each step widens one group of entries of the kind with the most entries (the first in
+    /// profile order on ties). The groups one strategy offers are disjoint; they are widened
+    /// one after another, best first, while that kind stays the largest, rather than
+    /// recomputing every group after each step.
     pub fn widen_to(&mut self, limits: &Limits) -> Vec<Widening> {
         let mut done = Vec::new();
         'widen: while self.len() > limits.max_entries {
@@ -604,8 +708,9 @@ impl Profile {
             kinds.sort_by_key(|&k| Reverse(self.kind_len(k)));
             for root in [false, true] {
                 for kind in kinds {
-                    if let Some(w) = self.widen_step(kind, root) {
-                        done.push(w);
+                    let steps = self.widen_kind(kind, root, limits.max_entries);
+                    if !steps.is_empty() {
+                        done.extend(steps);
                         continue 'widen;
                     }
                 }
@@ -671,7 +776,21 @@ impl StoredProfile {
         let new = self.profile.record_with(event, self.learning.widened());
         self.learning.changed(&new, event.ts_ns);
         let over = !new.is_empty() && self.profile.len() > limits.max_entries;
-        let widenings = if over { self.bound(limits) } else { Vec::new() };
+        if !over {
+            return RecordOutcome {
+                new,
+                widenings: Vec::new(),
+            };
+        }
+        // Widen a tenth below the bound, so that each of the next new entries does not cost a
+        // widening round of its own.
+        let target = Limits {
+            max_entries: limits.max_entries - limits.max_entries / 10,
+        };
+        let widenings = self.profile.widen_to(&target);
+        for w in &widenings {
+            self.learning.note_widening(limits, w);
+        }
         RecordOutcome { new, widenings }
     }
 

@@ -244,7 +244,7 @@ pub fn matches(pattern: &str, path: &str) -> bool {
 }
 
 /// Whether `pattern` covers `other`, itself a path or a pattern: `other`'s text is an instance of
-/// `pattern` ([`matches`]), and when `other` ends in `**` ("anything below") so does `pattern`,
+/// `pattern` ([`matches()`]), and when `other` ends in `**` ("anything below") so does `pattern`,
 /// at the same level or above — a one-segment `*` does not cover a deep `**`. Conservative: a
 /// token does not cover another token (`<tmp>` does not cover `<num>`), only `*`/`**` do.
 pub fn covers(pattern: &str, other: &str) -> bool {

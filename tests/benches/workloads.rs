@@ -9,6 +9,7 @@
 //! 1000), `BENCH_PARALLEL` (workloads run at a time, default 4). Traffic goes to loopback only.
 
 use std::{
+    collections::BTreeSet,
     fs,
     path::{Path, PathBuf},
     process::{Command, ExitCode},
@@ -112,7 +113,8 @@ fn script(d: &Path, i: usize, port: u16) -> String {
     )
 }
 
-fn count_profiles(store: &Path, parent: &str) -> Result<(usize, usize)> {
+/// Profiles in the store under `parent`: (workloads, profiles = workload revisions, entries).
+fn count_profiles(store: &Path, parent: &str) -> Result<(usize, usize, usize)> {
     let out = Command::new(baseliner_tests::baseliner_bin())
         .args(["profile", "list", "--store"])
         .arg(store)
@@ -123,21 +125,23 @@ fn count_profiles(store: &Path, parent: &str) -> Result<(usize, usize)> {
         "profile list failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // One line per profile: workload, revision, "N entries", learning status.
     let prefix = format!("{parent}/");
-    let mut profiles = 0;
-    let mut entries = 0;
+    let (mut workloads, mut profiles, mut entries) = (BTreeSet::new(), 0, 0);
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut cols = line.split('\t');
-        if cols.next().is_some_and(|w| w.starts_with(&prefix)) {
-            profiles += 1;
-            entries += cols
-                .nth(1)
-                .and_then(|c| c.split_whitespace().next())
-                .and_then(|n| n.parse::<usize>().ok())
-                .unwrap_or(0);
+        let cols: Vec<&str> = line.split('\t').collect();
+        if !cols[0].starts_with(&prefix) {
+            continue;
         }
+        workloads.insert(cols[0].to_string());
+        profiles += 1;
+        entries += cols
+            .get(2)
+            .and_then(|c| c.split_whitespace().next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
     }
-    Ok((profiles, entries))
+    Ok((workloads.len(), profiles, entries))
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -240,9 +244,9 @@ fn bench() -> Result<()> {
         println!("agent: {}", last.trim());
     }
     ensure!(status.success(), "the agent failed: {status}; log: {log:?}");
-    let (profiles, entries) = count_profiles(&store, &parent.rel)?;
+    let (workloads, profiles, entries) = count_profiles(&store, &parent.rel)?;
     println!(
-        "store: {profiles} profiles of {n} workloads, {entries} entries ({:.1} per profile), {:.1} MiB on disk",
+        "store: {workloads} of {n} workloads learned, {profiles} profiles (revisions), {entries} entries ({:.1} per profile), {:.1} MiB on disk",
         entries as f64 / profiles.max(1) as f64,
         dir_bytes(&store) as f64 / (1024.0 * 1024.0)
     );

@@ -80,14 +80,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         j["received"] = cap.received().into();
         j["decode_errors"] = cap.counts.decode_errors.into();
         j["own_events_skipped"] = cap.counts.own_events.into();
+        j["existing"] = cap.counts.existing.into();
         eprintln!("{j}");
     } else {
         eprintln!("kernel statistics:\n{stats}");
         eprintln!(
-            "received by userspace: {} (decode errors: {}, the agent's own events skipped: {})",
+            "received by userspace: {} (decode errors: {}, the agent's own events skipped: {}); \
+             processes found running at start: {}",
             cap.received(),
             cap.counts.decode_errors,
-            cap.counts.own_events
+            cap.counts.own_events,
+            cap.counts.existing
         );
     }
     if total.dropped > 0 {

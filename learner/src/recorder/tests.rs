@@ -120,7 +120,7 @@ fn an_upgraded_program_starts_a_new_revision() {
     r.record(exec("/w", 3 * S, prog)).unwrap();
     assert_eq!(r.revisions("/w").unwrap().unwrap().current, first.current);
     // The program is upgraded: its next exec starts a new revision with a fresh profile.
-    std::fs::write(&prog, b"version 2, longer").unwrap();
+    std::fs::write(prog, b"version 2, longer").unwrap();
     r.record(exec("/w", 4 * S, prog)).unwrap();
     r.record(open("/w", 4 * S, prog, "/etc/v2.conf")).unwrap();
     let now = r.revisions("/w").unwrap().unwrap();
@@ -212,4 +212,39 @@ fn stable_complete_profiles_switch_to_alert_when_asked() {
         "incomplete never switches"
     );
     assert_eq!(r.auto_alert(t + 250 * S).unwrap(), ["/busy"]);
+}
+
+#[test]
+fn the_size_bound_widens_and_marks_the_profile_incomplete() {
+    let dir = Dir::new("bound");
+    let mut r = recorder(
+        &dir.0,
+        Settings {
+            max_entries: 20,
+            ..settings()
+        },
+    );
+    for i in 0..100 {
+        let path = format!("/var/cache/app/item{}", (b'a' + (i % 26) as u8) as char)
+            + &"x".repeat(i / 26 + 1);
+        r.record(open("/w", S + i as u64, "/bin/app", &path))
+            .unwrap();
+    }
+    r.flush().unwrap();
+    let key = r.profile_keys().unwrap().pop().unwrap();
+    let p = r.profile(&key).unwrap().unwrap();
+    assert!(p.profile.len() <= 20, "{} entries", p.profile.len());
+    let files: Vec<_> = p.profile.files.keys().map(|f| f.path.as_str()).collect();
+    assert!(files.contains(&"/var/cache/app/*"), "{files:?}");
+    let total: u64 = p.profile.files.values().map(|s| s.count).sum();
+    assert_eq!(total, 100, "no behaviour dropped");
+    assert_eq!(
+        p.learning.status(10 * S, Duration::from_secs(1)),
+        Status::Incomplete
+    );
+    assert!(
+        p.learning.incomplete[0].contains("size bound (20 entries)"),
+        "{:?}",
+        p.learning.incomplete
+    );
 }

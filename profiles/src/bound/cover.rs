@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ANY_ARGS, ancestors, any_args, child_pattern, cidr, join, network, parent};
+use super::{ANY_ARGS, ancestors, any_args, child_pattern, cidr, dir_of, join, network};
 use super::{deep, same_depth_pattern};
 use crate::{
     diff::DiffEntry,
@@ -79,10 +79,11 @@ impl DiffEntry {
 
 /// Path patterns that widening may have put in place of path `p`, most specific first:
 /// `p`, `dir/*` (or `dir/*/`), then for each directory above (nearest first) the same-depth
-/// wildcard `dir/*/*` and `dir/**`.
+/// wildcard `dir/*/*` and `dir/**`. Complete because widening groups entries only under such
+/// directories (see `ancestors`).
 fn path_forms(p: &str) -> Vec<String> {
     let mut out = vec![p.to_string()];
-    out.extend(parent(p).map(|d| child_pattern(d, p)));
+    out.extend(dir_of(p).map(|d| child_pattern(d, p)));
     for dir in ancestors(p) {
         out.extend(same_depth_pattern(dir, p).filter(|_| !deep(p)));
         out.push(join(dir, "**"));

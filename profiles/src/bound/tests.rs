@@ -218,6 +218,7 @@ fn each_kind_widens_its_own_way() {
         p.listens.insert(net(Family::Unix, path, 0), s);
     }
     let total = p.len();
+    // The largest kind first (ties in profile order), least widening first.
     let widenings = p.widen_to(&Limits { max_entries: 10 });
     assert_eq!(
         rendered(&widenings),
@@ -225,8 +226,8 @@ fn each_kind_widens_its_own_way() {
             "connects: 2 tcp addresses with port 443 collapsed to 10.1.2.0/24",
             "execs: 3 argument lists of /usr/bin/curl merged into any arguments (<any>)",
             "connects: 2 tcp addresses with port 53 collapsed to fd00:1:2:3::/64",
+            "connects: 2 tcp addresses with port 443 collapsed to 10.1.0.0/16",
             "execs: 2 argument lists of /usr/bin/wget merged into any arguments (<any>)",
-            "lineage: 2 programs started by /bin/sh under /usr/bin collapsed to /usr/bin/*",
         ]
     );
     assert_eq!(
@@ -237,29 +238,80 @@ fn each_kind_widens_its_own_way() {
     let execs = [exec("/usr/bin/curl", any), exec("/usr/bin/wget", any)];
     assert_eq!(keys(&p.execs), execs);
     let connects = [
-        net(Family::Inet, "10.1.2.0/24", 443),
+        net(Family::Inet, "10.1.0.0/16", 443),
         net(Family::Inet, "10.1.2.3", 80),
-        net(Family::Inet, "10.1.3.9", 443),
         net(Family::Inet6, "fd00:1:2:3::/64", 53),
     ];
     assert_eq!(keys(&p.connects), connects);
 
-    // Further down: programs collapse with any arguments, /16 networks, then any port.
-    let widenings = p.widen_to(&Limits { max_entries: 6 });
-    assert_eq!(
-        rendered(&widenings),
-        [
-            "connects: 2 tcp addresses with port 443 collapsed to 10.1.0.0/16",
-            "execs: 2 programs (any arguments) under /usr/bin collapsed to /usr/bin/*",
-            "connects: 2 ports of tcp 10.1.0.0/16 collapsed to port 0 (any port)",
-        ]
-    );
-    // The unix sockets collapse by directory.
+    // Further: lineage children by directory, then upwards; addresses of one /16 with any port;
+    // programs by directory, with any arguments; unix sockets by directory.
     let widenings = p.widen_to(&Limits { max_entries: 5 });
     assert_eq!(
         rendered(&widenings),
-        ["listens: 2 stream unix sockets under /run/app collapsed to /run/app/*"]
+        [
+            "lineage: 2 programs started by /bin/sh under /usr/bin collapsed to /usr/bin/*",
+            "connects: 2 tcp addresses with any port collapsed to 10.1.0.0/16",
+            "execs: 2 programs (any arguments) under /usr/bin collapsed to /usr/bin/*",
+            "lineage: 2 programs started by /bin/sh below /usr collapsed to /usr/*/*",
+            "listens: 2 stream unix sockets under /run/app collapsed to /run/app/*",
+        ]
     );
+    assert_eq!(keys(&p.execs), [exec("/usr/bin/*", any)]);
+    assert_eq!(keys(&p.lineage), [lineage("/bin/sh", "/usr/*/*")]);
+    let connects = [
+        net(Family::Inet, "10.1.0.0/16", 0),
+        net(Family::Inet6, "fd00:1:2:3::/64", 53),
+    ];
+    assert_eq!(keys(&p.connects), connects);
+    assert_eq!(keys(&p.listens), [net(Family::Unix, "/run/app/*", 0)]);
+}
+
+#[test]
+fn lineage_with_distinct_parents_and_children_widens_both_sides() {
+    let mut p = Profile::default();
+    for (parent, child) in [("/usr/bin/a", "/opt/x/b"), ("/usr/sbin/c", "/opt/y/z/d")] {
+        p.lineage.insert(lineage(parent, child), Seen::at(1));
+    }
+    p.lineage.insert(lineage("/etc/e", "/srv/f"), Seen::at(1));
+    let w = p.widen_to(&Limits { max_entries: 2 });
+    assert_eq!(
+        rendered(&w),
+        ["lineage: 2 entries collapsed to /usr/** -> /opt/**"]
+    );
+    let w = p.widen_to(&Limits { max_entries: 1 });
+    assert_eq!(rendered(&w), ["lineage: 2 entries collapsed to /** -> /**"]);
+}
+
+#[test]
+fn patterns_group_only_above_their_wildcard_tail() {
+    let cases = [
+        ("/a/*/*", "/a"),
+        ("/a/*/", "/a"),
+        ("/a/**", "/a"),
+        ("/*", "/"),
+        ("/", "/"),
+        ("*/*", ""),
+        ("a/b", "a/b"),
+        ("/proc/*/status", "/proc/*/status"),
+    ];
+    for (p, s) in cases {
+        assert_eq!(stem(p), s, "{p}");
+    }
+    assert_eq!(ancestors("/a/*/*").collect::<Vec<_>>(), ["/a", "/"]);
+    assert_eq!(
+        ancestors("/proc/*/status").collect::<Vec<_>>(),
+        ["/proc/*", "/proc", "/"]
+    );
+    assert_eq!(ancestors("a/b").collect::<Vec<_>>(), ["a", ""]);
+    // So `/a/*/*` and `/a/*/*/*` merge into `/a/**`, never `/a/*/**`, which `/a/b/c` would
+    // not find among the patterns of its own directories.
+    let mut p = Profile::default();
+    for path in ["/a/*/*", "/a/*/*/*"] {
+        p.files.insert(file(path), Seen::at(1));
+    }
+    p.widen_to(&Limits { max_entries: 1 });
+    assert_eq!(keys(&p.files), [file("/a/**")]);
 }
 
 #[test]
@@ -406,7 +458,7 @@ fn recording_after_widening_counts_on_the_widened_entry() {
 // --- Properties ---------------------------------------------------------------------------
 
 fn segment() -> impl Strategy<Value = String> {
-    let words = "etc var usr lib cache app data srv log a b c x y 12 345 *";
+    let words = "etc var usr lib cache app data srv log a b c x y 12 345 * **";
     prop::sample::select(words.split(' ').map(String::from).collect::<Vec<_>>())
 }
 
@@ -534,6 +586,12 @@ fn events() -> impl Strategy<Value = Vec<Event>> {
     })
 }
 
+/// One entry per line.
+fn dump(p: &Profile) -> String {
+    let lines: Vec<String> = entries(p).map(|(e, _)| e.to_string()).collect();
+    lines.join("\n")
+}
+
 /// Per kind: total count, earliest first and latest last seen.
 fn totals(p: &Profile) -> BTreeMap<EntryKind, (u64, u64, u64)> {
     let mut out = BTreeMap::new();
@@ -555,7 +613,7 @@ proptest! {
         let limits = Limits { max_entries };
         let mut w = p.clone();
         let steps = w.widen_to(&limits);
-        prop_assert!(w.len() <= max_entries, "{} > {max_entries}: {}", w.len(), entries(&w).map(|(e, _)| e.to_string()).collect::<Vec<_>>().join("\n"));
+        prop_assert!(w.len() <= max_entries, "{} > {max_entries}:\n{}", w.len(), dump(&w));
         prop_assert_eq!(steps.is_empty(), p.len() <= max_entries);
         prop_assert_eq!(p.len() - w.len(), steps.iter().map(|s| s.removed).sum::<usize>());
         let wide: Vec<DiffEntry> = entries(&w).map(|(e, _)| e).collect();
@@ -595,7 +653,8 @@ proptest! {
         for e in &es {
             prop_assert!(sp.profile.covers(e));
             let again = sp.record_bounded(e, &limits);
-            prop_assert_eq!(again, RecordOutcome::default(), "{:?}\n{}", e.detail, entries(&sp.profile).map(|(e, _)| e.to_string()).collect::<Vec<_>>().join("\n"));
+            let why = format!("{:?}\n{}", e.detail, dump(&sp.profile));
+            prop_assert_eq!(again, RecordOutcome::default(), "{}", why);
         }
         let twice = totals(&sp.profile);
         for (kind, (count, ..)) in recorded {
