@@ -3,8 +3,10 @@
 //! A deterministic, realistic mixed stream (exec with arguments, opens under a few directories
 //! including `/proc/<pid>/…` and temporary names, loopback connects, a few listens and events
 //! that carry no entry) for `BENCH_WORKLOADS` workloads is generated in chunks outside the timed
-//! sections. Most events repeat each workload's stable set, with pids, temp names and ids that
-//! generalisation folds away; about one in `BENCH_NOVEL_EVERY` is a genuinely new entry.
+//! sections. Most events repeat each workload's stable set, with pids, temp names (`mktemp` and
+//! Python `tempfile` style) and ids that generalisation is meant to fold away (entries of the
+//! largest profile seen only once are printed: what it did not fold); about one in
+//! `BENCH_NOVEL_EVERY` events is a genuinely new entry.
 //!
 //! Measured on one thread:
 //! 1. `Profile::record` alone (the workload's profile is looked up by index);

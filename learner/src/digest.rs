@@ -19,6 +19,8 @@ type Identity = (u64, u64, u64, i64, i64);
 #[derive(Default)]
 pub struct Digests {
     cache: HashMap<Identity, String>,
+    /// The identity each path had when last looked at, so a known file costs one `stat`.
+    paths: HashMap<String, Identity>,
     /// Files hashed (cache misses).
     pub hashed: u64,
 }
@@ -27,15 +29,22 @@ impl Digests {
     /// The digest of the file at `path`, or [`UNREADABLE`]. The path is read rather than
     /// `/proc/PID/exe`: by the time an event is handled its process may have exec'd again.
     pub fn of_path(&mut self, path: &str) -> String {
-        match File::open(path).and_then(|f| self.of_file(f)) {
+        if let Some(id) = self.paths.get(path)
+            && let Ok(m) = std::fs::metadata(path)
+            && identity(&m) == *id
+            && let Some(d) = self.cache.get(id)
+        {
+            return d.clone();
+        }
+        match File::open(path).and_then(|f| self.of_file(path, f)) {
             Ok(d) => d,
             Err(_) => UNREADABLE.to_string(),
         }
     }
 
-    fn of_file(&mut self, mut f: File) -> io::Result<String> {
-        let m = f.metadata()?;
-        let id = (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec());
+    fn of_file(&mut self, path: &str, mut f: File) -> io::Result<String> {
+        let id = identity(&f.metadata()?);
+        self.paths.insert(path.to_string(), id);
         if let Some(d) = self.cache.get(&id) {
             return Ok(d.clone());
         }
@@ -56,6 +65,10 @@ impl Digests {
         self.cache.insert(id, d.clone());
         Ok(d)
     }
+}
+
+fn identity(m: &std::fs::Metadata) -> Identity {
+    (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec())
 }
 
 #[cfg(test)]

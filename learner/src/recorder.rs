@@ -41,13 +41,30 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// Profiles kept in memory at most; past that, clean least-recently-used ones are dropped after
+/// a flush (they are in the store).
+pub const MAX_RESIDENT: usize = 256;
+
+/// A profile in memory.
+struct Resident {
+    stored: StoredProfile,
+    /// Changed since the last flush.
+    dirty: bool,
+    /// [`Recorder::seq`] when last recorded into.
+    used: u64,
+}
+
 /// Records learning workloads' events into their profiles.
 pub struct Recorder {
     store: Store,
     redactor: Redactor,
     settings: Settings,
-    profiles: HashMap<ProfileKey, StoredProfile>,
-    dirty: HashSet<ProfileKey>,
+    /// Profiles in memory: workload → revision → profile. Only the recently used stay
+    /// resident ([`MAX_RESIDENT`]); the others are read back from the store when needed.
+    profiles: HashMap<String, HashMap<String, Resident>>,
+    resident: usize,
+    /// Event sequence number, for least-recently-used eviction.
+    seq: u64,
     /// Revision state per workload, loaded from the store on first use.
     revisions: HashMap<String, Revisions>,
     dirty_revisions: HashSet<String>,
@@ -73,7 +90,8 @@ impl Recorder {
             redactor,
             settings,
             profiles: HashMap::new(),
-            dirty: HashSet::new(),
+            resident: 0,
+            seq: 0,
             revisions: HashMap::new(),
             dirty_revisions: HashSet::new(),
             digests: Digests::default(),
@@ -123,14 +141,21 @@ impl Recorder {
     /// Every profile: stored, or learned since the last flush.
     pub fn profile_keys(&self) -> Result<Vec<ProfileKey>> {
         let mut keys: BTreeSet<ProfileKey> = self.store.keys()?.into_iter().collect();
-        keys.extend(self.profiles.keys().cloned());
+        for (w, revs) in &self.profiles {
+            for r in revs.keys() {
+                keys.insert(ProfileKey {
+                    workload: w.clone(),
+                    revision: r.clone(),
+                });
+            }
+        }
         Ok(keys.into_iter().collect())
     }
 
     /// The freshest copy of a profile (memory, else the store).
     pub fn profile(&self, key: &ProfileKey) -> Result<Option<StoredProfile>> {
-        if let Some(p) = self.profiles.get(key) {
-            return Ok(Some(p.clone()));
+        if let Some(p) = self.resident(key) {
+            return Ok(Some(p.stored.clone()));
         }
         Ok(self.store.load(key)?)
     }
@@ -139,15 +164,19 @@ impl Recorder {
     pub fn import(&mut self, key: &ProfileKey, profile: StoredProfile) -> Result<()> {
         self.store.save_batch([(key, &profile)])?;
         self.store.flush()?;
-        self.dirty.remove(key);
-        if self.profiles.contains_key(key) {
-            self.profiles.insert(key.clone(), profile);
+        if let Some(r) = self
+            .profiles
+            .get_mut(&key.workload)
+            .and_then(|m| m.get_mut(&key.revision))
+        {
+            r.stored = profile;
+            r.dirty = false;
         }
         Ok(())
     }
 
-    /// The revision of `event`'s workload, after noting the program it ran.
-    fn revision(&mut self, event: &Event) -> Result<String> {
+    /// Notes the program `event`'s workload ran, which may start a new revision.
+    fn note_revision(&mut self, event: &Event) -> Result<()> {
         let w = &event.workload.id;
         if !self.revisions.contains_key(w)
             && let Some(r) = self.store.revisions(w)?
@@ -188,11 +217,7 @@ impl Recorder {
                 },
             }
         }
-        Ok(self
-            .revisions
-            .get(w)
-            .map(|r| r.current.clone())
-            .unwrap_or_default())
+        Ok(())
     }
 
     /// The revision state of `workload`.
@@ -218,33 +243,53 @@ impl Recorder {
             *argv = clean;
             self.redactions += n as u64;
         }
-        let revision = self.revision(&event)?;
-        let key = ProfileKey::new(&event.workload.id, &revision)?;
-        if !self.profiles.contains_key(&key) {
+        self.note_revision(&event)?;
+        let w = event.workload.id.as_str();
+        let revision = self.revisions.get(w).map_or("", |r| r.current.as_str());
+        let known = self
+            .profiles
+            .get(w)
+            .is_some_and(|m| m.contains_key(revision));
+        if !known {
+            let key = ProfileKey::new(w, revision)?;
             let loaded = self
                 .store
                 .load(&key)
-                .with_context(|| format!("loading the profile of {}", key.workload))?;
-            let fresh = StoredProfile {
+                .with_context(|| format!("loading the profile of {w}"))?;
+            let stored = loaded.unwrap_or_else(|| StoredProfile {
                 profile: Default::default(),
                 learning: Learning::new(event.ts_ns),
-            };
-            self.profiles.insert(key.clone(), loaded.unwrap_or(fresh));
+            });
+            self.profiles.entry(key.workload).or_default().insert(
+                key.revision,
+                Resident {
+                    stored,
+                    dirty: false,
+                    used: 0,
+                },
+            );
+            self.resident += 1;
         }
-        let Some(stored) = self.profiles.get_mut(&key) else {
+        let Some(res) = self.profiles.get_mut(w).and_then(|m| m.get_mut(revision)) else {
             return Ok(false);
         };
         let limits = Limits {
             max_entries: self.settings.max_entries,
         };
-        let outcome = stored.record_bounded(&event, &limits);
-        for w in &outcome.widenings {
-            tracing::warn!(workload = %key.workload, revision = %key.revision,
-                "size bound ({} entries): {w}; the profile is marked incomplete", limits.max_entries);
+        let outcome = res.stored.record_bounded(&event, &limits);
+        for wd in &outcome.widenings {
+            tracing::warn!(workload = %w, %revision,
+                "size bound ({} entries): {wd}; the profile is marked incomplete", limits.max_entries);
         }
-        self.dirty.insert(key);
+        self.seq += 1;
+        res.used = self.seq;
+        res.dirty = true;
         self.recorded += 1;
         Ok(true)
+    }
+
+    fn resident(&self, key: &ProfileKey) -> Option<&Resident> {
+        self.profiles.get(&key.workload)?.get(&key.revision)
     }
 
     /// Writes every changed profile and revision state in batches and makes them durable,
@@ -255,15 +300,67 @@ impl Recorder {
             revs.iter()
                 .filter_map(|w| self.revisions.get(w).map(|r| (w.as_str(), r))),
         )?;
-        let keys: Vec<ProfileKey> = self.dirty.iter().cloned().collect();
+        let mut keys = Vec::new();
+        for (w, revs) in &self.profiles {
+            for (r, res) in revs {
+                if res.dirty {
+                    keys.push(ProfileKey {
+                        workload: w.clone(),
+                        revision: r.clone(),
+                    });
+                }
+            }
+        }
         let items = keys
             .iter()
-            .filter_map(|k| self.profiles.get(k).map(|p| (k, p)));
+            .filter_map(|k| self.resident(k).map(|p| (k, &p.stored)));
         self.store.save_batch(items)?;
         self.store.set_last_alive_ns(now_ns())?;
         self.store.flush()?;
-        self.dirty.clear();
+        for k in &keys {
+            if let Some(r) = self
+                .profiles
+                .get_mut(&k.workload)
+                .and_then(|m| m.get_mut(&k.revision))
+            {
+                r.dirty = false;
+            }
+        }
+        self.evict();
         Ok(keys.len())
+    }
+
+    /// Drops the least recently used clean profiles while more than [`MAX_RESIDENT`] are in
+    /// memory, down to three quarters of it.
+    fn evict(&mut self) {
+        if self.resident <= MAX_RESIDENT {
+            return;
+        }
+        let mut clean: Vec<(u64, String, String)> = self
+            .profiles
+            .iter()
+            .flat_map(|(w, revs)| {
+                revs.iter()
+                    .filter(|(_, r)| !r.dirty)
+                    .map(|(rev, r)| (r.used, w.clone(), rev.clone()))
+            })
+            .collect();
+        clean.sort_unstable();
+        let excess = self.resident - MAX_RESIDENT * 3 / 4;
+        for (_, w, rev) in clean.into_iter().take(excess) {
+            if let Some(m) = self.profiles.get_mut(&w) {
+                m.remove(&rev);
+                self.resident -= 1;
+                if m.is_empty() {
+                    self.profiles.remove(&w);
+                }
+            }
+        }
+    }
+
+    /// Profiles held in memory.
+    pub fn resident_profiles(&self) -> usize {
+        self.resident
     }
 
     /// At start-up: when the agent was down longer than `threshold` since it was last alive,

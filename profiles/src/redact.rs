@@ -45,6 +45,11 @@ const BUILTIN_PATTERNS: &[&str] = &[
 
 static PRIVATE_KEY_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(PRIVATE_KEY).expect("built-in private key pattern is valid"));
+/// Every built-in pattern in one set, so a string with no secret costs one pass.
+static BUILTIN_SET: LazyLock<regex::RegexSet> = LazyLock::new(|| {
+    regex::RegexSet::new(BUILTIN_PATTERNS.iter().chain([&PRIVATE_KEY]))
+        .expect("built-in patterns are valid")
+});
 static BUILTIN: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     BUILTIN_PATTERNS
         .iter()
@@ -84,6 +89,8 @@ impl std::error::Error for RedactError {}
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     extra: Vec<Regex>,
+    /// The extra patterns as one set: one pass tells whether any can match.
+    extra_set: Option<regex::RegexSet>,
     secret_flags: Vec<String>,
 }
 
@@ -118,7 +125,14 @@ impl Redactor {
                     message: e.to_string(),
                 })
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<Regex>, _>>()?;
+        let extra_set = (!extra.is_empty())
+            .then(|| regex::RegexSet::new(extra.iter().map(Regex::as_str)))
+            .transpose()
+            .map_err(|e| RedactError {
+                pattern: config.extra_patterns.join(" | "),
+                message: e.to_string(),
+            })?;
         let secret_flags = config
             .secret_flags
             .iter()
@@ -126,6 +140,7 @@ impl Redactor {
             .collect();
         Ok(Self {
             extra,
+            extra_set,
             secret_flags,
         })
     }
@@ -171,6 +186,11 @@ impl Redactor {
 
     /// Redacts one string (an argument, path or URL); returns it and the replacements.
     pub fn redact_str(&self, s: &str) -> (String, usize) {
+        let may_match =
+            BUILTIN_SET.is_match(s) || self.extra_set.as_ref().is_some_and(|set| set.is_match(s));
+        if !may_match {
+            return (s.to_owned(), 0);
+        }
         if PRIVATE_KEY_RE.is_match(s) {
             return (REDACTED.to_owned(), 1);
         }

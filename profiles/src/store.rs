@@ -42,6 +42,19 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// True when another process (or another handle in this one) holds the store.
+    pub fn is_locked(&self) -> bool {
+        match self {
+            StoreError::Sled(sled::Error::Io(e)) => {
+                e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock")
+            }
+            _ => false,
+        }
+    }
+}
+
 // Not `#[from]`: the message already includes sled's, and a source would repeat it.
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
@@ -68,6 +81,9 @@ pub struct ProfileKey {
 }
 
 const SEP: char = '\u{0}';
+
+/// sled page cache size.
+const CACHE_BYTES: u64 = 8 << 20;
 
 /// Key in the `meta` tree of the agent's last sign of life.
 const LAST_ALIVE: &[u8] = b"last_alive_ns";
@@ -124,7 +140,12 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in directory `path`. Only one process may hold it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(path).open()?;
+        // sled's page cache defaults to 1 GiB; profiles are read once and then live in the
+        // recorder, so a small cache keeps the agent's memory low.
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            .open()?;
         let profiles = db.open_tree("profiles")?;
         let modes = db.open_tree("modes")?;
         let meta = db.open_tree("meta")?;
@@ -136,6 +157,20 @@ impl Store {
             meta,
             revisions,
         })
+    }
+
+    /// Opens the store, waiting up to `wait` while another holder releases it (sled lets go of
+    /// its lock only once its background flusher has stopped, shortly after the holder closed).
+    pub fn open_waiting(path: &Path, wait: std::time::Duration) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Store::open(path) {
+                Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                r => return r,
+            }
+        }
     }
 
     fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {

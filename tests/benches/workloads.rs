@@ -6,7 +6,8 @@
 //!
 //! Needs root. Build the agent first: `cargo build --release -p learner`, then
 //! `cargo bench -p baseliner-tests --bench workloads`. Environment: `BENCH_WORKLOADS` (default
-//! 1000), `BENCH_PARALLEL` (workloads run at a time, default 4). Traffic goes to loopback only.
+//! 1000), `BENCH_PARALLEL` (workloads run at a time, default 4), `BENCH_FILES` (extra distinct
+//! files each workload reads, to see memory per entry; default 0). Traffic goes to loopback only.
 
 use std::{
     collections::BTreeSet,
@@ -84,9 +85,15 @@ impl std::fmt::Display for Memory {
 }
 
 /// Files of workload `i`: its own directory with a config, data files and a log.
-fn prepare(root: &Path, i: usize) -> Result<PathBuf> {
+fn prepare(root: &Path, i: usize, files: usize) -> Result<PathBuf> {
     let d = root.join(format!("svc{i:04}"));
     fs::create_dir_all(d.join("conf"))?;
+    if files > 0 {
+        fs::create_dir_all(d.join("assets"))?;
+        for k in 0..files {
+            fs::write(d.join("assets").join(format!("f{k:03}x.txt")), "x\n")?;
+        }
+    }
     fs::write(d.join("conf").join("app.conf"), format!("name=svc{i}\n"))?;
     for k in 0..(1 + i % 4) {
         fs::write(
@@ -98,7 +105,12 @@ fn prepare(root: &Path, i: usize) -> Result<PathBuf> {
 }
 
 /// The script of workload `i`: programs and paths vary with `i` so profiles differ.
-fn script(d: &Path, i: usize, port: u16) -> String {
+fn script(d: &Path, i: usize, port: u16, files: usize) -> String {
+    let assets = if files > 0 {
+        format!("/bin/cat {}/assets/* >/dev/null; ", d.display())
+    } else {
+        String::new()
+    };
     let d = d.display();
     let extra = match i % 3 {
         0 => format!("/bin/wc -l {d}/conf/app.conf >/dev/null"),
@@ -106,7 +118,7 @@ fn script(d: &Path, i: usize, port: u16) -> String {
         _ => "/bin/date +%s >/dev/null".to_string(),
     };
     format!(
-        "/bin/cat {d}/conf/app.conf >/dev/null; /bin/ls {d} >/dev/null; \
+        "{assets}/bin/cat {d}/conf/app.conf >/dev/null; /bin/ls {d} >/dev/null; \
          /bin/grep -q x {d}/table-a.dat; echo run >> {d}/out.log; {extra}; \
          /bin/cat /proc/self/status >/dev/null; \
          exec 3<>/dev/tcp/127.0.0.1/{port}; exec 3>&-"
@@ -161,6 +173,7 @@ fn bench() -> Result<()> {
     }
     let n: usize = env_num("BENCH_WORKLOADS", 1000)?;
     let parallel: usize = env_num("BENCH_PARALLEL", 4)?;
+    let files: usize = env_num("BENCH_FILES", 0)?;
     ensure!(
         n > 0 && parallel > 0,
         "BENCH_WORKLOADS and BENCH_PARALLEL must be positive"
@@ -168,7 +181,9 @@ fn bench() -> Result<()> {
     let scratch = Scratch(baseliner_tests::temp_dir("workloads"));
     let store = scratch.0.join("store");
     let data = scratch.0.join("data");
-    let dirs: Vec<PathBuf> = (0..n).map(|i| prepare(&data, i)).collect::<Result<_>>()?;
+    let dirs: Vec<PathBuf> = (0..n)
+        .map(|i| prepare(&data, i, files))
+        .collect::<Result<_>>()?;
     let ports: Vec<u16> = (0..LISTENERS)
         .map(|_| baseliner_tests::loopback_listener())
         .collect();
@@ -207,7 +222,7 @@ fn bench() -> Result<()> {
                     let status = children[i]
                         .command("/bin/bash")
                         .arg("-c")
-                        .arg(script(&dirs[i], i, ports[i % LISTENERS]))
+                        .arg(script(&dirs[i], i, ports[i % LISTENERS], files))
                         .status();
                     if !status.is_ok_and(|s| s.success()) {
                         failures.fetch_add(1, Ordering::Relaxed);
@@ -219,7 +234,7 @@ fn bench() -> Result<()> {
     let ran = started.elapsed();
     let failed = failures.load(Ordering::Relaxed);
     println!(
-        "ran {n} workloads ({parallel} at a time) in {:.1} s; {failed} failed",
+        "ran {n} workloads ({parallel} at a time, {files} extra files each) in {:.1} s; {failed} failed",
         ran.as_secs_f64()
     );
     // Several flush intervals, so every profile has been recorded and written.

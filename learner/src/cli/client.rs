@@ -58,7 +58,8 @@ fn open_store(dir: &Path, socket: &Path) -> anyhow::Result<Store> {
             dir.display()
         );
     }
-    Store::open(dir).with_context(|| {
+    // An agent that is stopping releases the store within a second or two.
+    Store::open_waiting(dir, std::time::Duration::from_secs(3)).with_context(|| {
         format!(
             "opening the store at {} (no agent answers on {}, yet the store is held: \
              is an agent starting or stopping?)",

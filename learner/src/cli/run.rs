@@ -136,7 +136,8 @@ fn open_store(dir: &Path) -> anyhow::Result<Store> {
         .with_context(|| format!("creating the store directory {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting {} to its owner", dir.display()))?;
-    Store::open(dir).with_context(|| {
+    // A previous agent that just stopped releases the store within a second or two.
+    Store::open_waiting(dir, Duration::from_secs(5)).with_context(|| {
         format!(
             "opening the store at {} (is another agent running?)",
             dir.display()

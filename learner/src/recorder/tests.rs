@@ -29,7 +29,7 @@ impl Drop for Dir {
 }
 
 fn recorder(dir: &Path, settings: Settings) -> Recorder {
-    let store = Store::open(&dir.join("store")).unwrap();
+    let store = Store::open_waiting(&dir.join("store"), Duration::from_secs(10)).unwrap();
     Recorder::with_settings(store, Redactor::default(), settings)
 }
 
@@ -247,4 +247,41 @@ fn the_size_bound_widens_and_marks_the_profile_incomplete() {
         "{:?}",
         p.learning.incomplete
     );
+}
+
+#[test]
+fn idle_profiles_leave_memory_but_not_the_store() {
+    let dir = Dir::new("evict");
+    let mut r = recorder(&dir.0, settings());
+    let n = MAX_RESIDENT + 50;
+    for i in 0..n {
+        r.record(open(&format!("/w{i}"), S, "/bin/true", "/etc/a"))
+            .unwrap();
+    }
+    assert_eq!(r.resident_profiles(), n);
+    r.flush().unwrap();
+    assert!(
+        r.resident_profiles() <= MAX_RESIDENT,
+        "{}",
+        r.resident_profiles()
+    );
+    assert_eq!(
+        r.profile_keys().unwrap().len(),
+        n,
+        "evicted profiles stay listed"
+    );
+    // The first workloads were used least recently: evicted, then read back on the next event.
+    let key = r
+        .profile_keys()
+        .unwrap()
+        .into_iter()
+        .find(|k| k.workload == "/w0")
+        .unwrap();
+    assert_eq!(r.profile(&key).unwrap().unwrap().profile.len(), 1);
+    r.record(open("/w0", 2 * S, "/bin/true", "/etc/a")).unwrap();
+    r.record(open("/w0", 2 * S, "/bin/true", "/etc/b")).unwrap();
+    r.flush().unwrap();
+    let p = r.profile(&key).unwrap().unwrap();
+    let seen: Vec<_> = p.profile.files.values().map(|s| s.count).collect();
+    assert_eq!(seen, [2, 1], "learning went on from the stored profile");
 }
