@@ -43,7 +43,7 @@ pub fn now_ns() -> u64 {
 
 /// Profiles kept in memory at most; past that, clean least-recently-used ones are dropped after
 /// a flush (they are in the store).
-pub const MAX_RESIDENT: usize = 256;
+pub const MAX_RESIDENT: usize = 128;
 
 /// A profile in memory.
 struct Resident {

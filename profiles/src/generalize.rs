@@ -5,15 +5,18 @@
 //! * a segment that is exactly `*` matches any one non-empty segment;
 //! * a last segment `**` matches one or more segments ("anything below"); elsewhere it acts as `*`;
 //! * inside a segment, `<num>` matches `[0-9]+`, `<hex>` `[0-9a-fA-F]{8,}`, `<uuid>` an
-//!   8-4-4-4-12 hex UUID and `<tmp>` `[A-Za-z0-9]+`; each token also matches its own literal text;
+//!   8-4-4-4-12 hex UUID and `<tmp>` `[A-Za-z0-9_]+`; each token also matches its own literal text;
 //! * every other character is literal.
-
-use std::borrow::Cow;
+//!
+//! [`path`] runs once per recorded event, so it works on `&str` slices and byte checks and
+//! allocates only its result.
 
 const NUM: &str = "<num>";
 const HEX: &str = "<hex>";
 const UUID: &str = "<uuid>";
 const TMP: &str = "<tmp>";
+/// A `tmp` piece with a number appended (`pgsql_tmp11167`).
+const TMP_NUM: &str = "tmp<num>";
 
 type ByteTest = fn(u8) -> bool;
 type StrTest = fn(&str) -> bool;
@@ -23,19 +26,31 @@ const TOKENS: [(&str, ByteTest, StrTest); 4] = [
     (NUM, |b| b.is_ascii_digit(), |s| !s.is_empty()),
     (HEX, |b| b.is_ascii_hexdigit(), |s| s.len() >= 8),
     (UUID, |b| b.is_ascii_hexdigit() || b == b'-', is_uuid),
-    (TMP, |b| b.is_ascii_alphanumeric(), |s| !s.is_empty()),
+    (
+        TMP,
+        |b| b.is_ascii_alphanumeric() || b == b'_',
+        |s| !s.is_empty(),
+    ),
 ];
 
 fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// At least 8 hex characters with at least one digit and one letter (all-digit runs are numbers).
+/// A hex id: hex characters with at least one digit, and either ≥ 8 of them including a letter
+/// or ≥ 16 of them (so all-digit runs that long are ids too: WAL segment names like
+/// `000000010000000000000001` and `00000001000000000000000A` get the same `<hex>`). Shorter
+/// all-digit runs are numbers.
 fn is_hex_id(s: &str) -> bool {
-    s.len() >= 8
-        && s.bytes().all(|b| b.is_ascii_hexdigit())
-        && s.bytes().any(|b| b.is_ascii_digit())
-        && s.bytes().any(|b| b.is_ascii_alphabetic())
+    let (mut digit, mut letter) = (false, false);
+    for b in s.bytes() {
+        match b {
+            b'0'..=b'9' => digit = true,
+            b'a'..=b'f' | b'A'..=b'F' => letter = true,
+            _ => return false,
+        }
+    }
+    digit && (s.len() >= 16 || (s.len() >= 8 && letter))
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -56,88 +71,256 @@ fn looks_random(s: &str) -> bool {
     s.len() >= 6 && s.bytes().all(|b| b.is_ascii_alphanumeric()) && changes >= 3
 }
 
-/// One `-`/`_`/`.`-separated piece of a segment.
-struct Piece<'a> {
-    sep: Option<char>,
-    text: &'a str,
+/// Whether letters, then optional digits, are shaped like a word: an optional upper-case run
+/// (an acronym) and a lower-case run, then humps of one capital and ≥ 2 lower-case letters:
+/// `service`, `sqlite3`, `Screencast`, `NetworkManager`, `ICEauthority`, `UPower`,
+/// `MediaPlayer2` (but not `aBcdEf` or `AbCdEf`).
+fn word_shaped(s: &str) -> bool {
+    let letters = s.trim_end_matches(|c: char| c.is_ascii_digit());
+    let Some(first_lower) = letters.find(|c: char| c.is_ascii_lowercase()) else {
+        return false;
+    };
+    let mut humps = letters[first_lower..].split(|c: char| c.is_ascii_uppercase());
+    letters.bytes().all(|b| b.is_ascii_alphabetic())
+        && humps.next().is_some()
+        && humps.all(|hump| hump.len() >= 2)
+}
+
+/// A `mktemp` template suffix (`name.XXXXXX`): ≥ 6 alphanumerics mixing upper and lower case
+/// without being shaped like a word (see [`word_shaped`]); all-lower or all-upper suffixes are
+/// left to [`looks_random`], so extensions like `service`, `sqlite3` or `README` stay.
+fn template_suffix(s: &str) -> bool {
+    s.len() >= 6
+        && s.bytes().all(|b| b.is_ascii_alphanumeric())
+        && s.bytes().any(|b| b.is_ascii_uppercase())
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !word_shaped(s)
+}
+
+/// The random part of `mktemp`'s default `tmp.XXXXXXXXXX`: 10 alphanumerics of at least two of
+/// the classes lower, upper and digit (so `tmp.extensions` stays).
+fn mktemp_default(s: &str) -> bool {
+    let has = |f: fn(&u8) -> bool| u8::from(s.as_bytes().iter().any(f));
+    s.len() == 10
+        && s.bytes().all(|b| b.is_ascii_alphanumeric())
+        && has(u8::is_ascii_lowercase) + has(u8::is_ascii_uppercase) + has(u8::is_ascii_digit) >= 2
+}
+
+/// Python `tempfile`'s default name, `tmp` + 8 of `[a-z0-9_]`, at the start of a segment and
+/// followed by its end or a `.` (a suffix). A tail of a leading `_` and letters only
+/// (`tmp_uploads`) reads as a name someone chose and is not taken.
+fn python_temp(seg: &[u8]) -> bool {
+    let Some(tail) = seg.strip_prefix(b"tmp").and_then(|t| t.get(..8)) else {
+        return false;
+    };
+    let python = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_';
+    tail.iter().all(python)
+        && (tail[0] != b'_' || tail.iter().any(u8::is_ascii_digit))
+        && matches!(seg.get(11), None | Some(b'.'))
+}
+
+/// `tmp` followed by digits (the pid in PostgreSQL's `pgsql_tmp11167`).
+fn tmp_number(s: &str) -> bool {
+    s.strip_prefix("tmp").is_some_and(is_digits)
+}
+
+fn is_sep(b: u8) -> bool {
+    matches!(b, b'-' | b'_' | b'.')
+}
+
+/// One `-`/`_`/`.`-separated piece of a segment: `seg[start..end]`, the separator before it (0
+/// for the first) and the token it becomes, if any.
+#[derive(Clone, Copy)]
+struct Piece {
+    start: usize,
+    end: usize,
+    sep: u8,
     token: Option<&'static str>,
 }
 
-fn pieces(seg: &str) -> Vec<Piece<'_>> {
-    let seps = std::iter::once(None).chain(seg.matches(['-', '_', '.']).map(|s| s.chars().next()));
-    let pieces = seg.split(['-', '_', '.']).zip(seps);
-    pieces
-        .map(|(text, sep)| Piece {
-            sep,
-            text,
-            token: None,
-        })
-        .collect()
+impl Piece {
+    const EMPTY: Piece = Piece {
+        start: 0,
+        end: 0,
+        sep: 0,
+        token: None,
+    };
 }
 
-/// Generalises one segment; `in_tmp` is true below `/tmp`, `/var/tmp`, `/dev/shm` and `/run`.
-fn segment(seg: &str, in_tmp: bool) -> Cow<'_, str> {
-    if seg.is_empty() || seg.contains(['*', '<', '>']) {
-        return Cow::Borrowed(seg);
-    }
-    let (mut ps, mut i) = (pieces(seg), 0);
-    while i + 5 <= ps.len() {
-        let w = &ps[i..i + 5];
-        let joined = w.iter().map(|p| p.text).collect::<Vec<_>>().join("-");
-        if w[1..].iter().all(|p| p.sep == Some('-')) && is_uuid(&joined) {
-            ps[i].token = Some(UUID);
-            ps.drain(i + 1..i + 5);
+/// Segments with at most this many pieces are analysed on the stack.
+const STACK_PIECES: usize = 16;
+
+/// Splits `seg` into pieces, at most `ps.len()` (one more than the separators). A UUID (five
+/// `-`-separated pieces, 8-4-4-4-12 hex, any case) starting a piece and ending at a separator or
+/// the end becomes one `<uuid>` piece; with `python`, the leading Python temp name one `<tmp>`
+/// piece. Returns the number of pieces.
+fn split(seg: &str, python: bool, ps: &mut [Piece]) -> usize {
+    let b = seg.as_bytes();
+    let (mut n, mut start, mut sep) = (0, 0, 0);
+    loop {
+        let uuid_end = start + 36;
+        let (end, token) = if start == 0 && python {
+            (11, Some(TMP))
+        } else if b.len() >= uuid_end
+            && is_uuid(&seg[start..uuid_end])
+            && b.get(uuid_end).is_none_or(|&c| is_sep(c))
+        {
+            (uuid_end, Some(UUID))
+        } else {
+            let next = b[start..].iter().position(|&c| is_sep(c));
+            (next.map_or(b.len(), |i| start + i), None)
+        };
+        ps[n] = Piece {
+            start,
+            end,
+            sep,
+            token,
+        };
+        n += 1;
+        if end >= b.len() {
+            return n;
         }
-        i += 1;
+        (sep, start) = (b[end], end + 1);
     }
-    let (last, systemd) = (ps.len() - 1, seg.starts_with("systemd-private-"));
-    for (k, p) in ps.iter_mut().enumerate().filter(|(_, p)| p.token.is_none()) {
-        let alnum = p.text.len() >= 6 && p.text.bytes().all(|b| b.is_ascii_alphanumeric());
-        let systemd_suffix = systemd && k == last && p.sep == Some('-') && alnum;
-        if is_hex_id(p.text) {
-            p.token = Some(HEX);
-        } else if in_tmp && (looks_random(p.text) || systemd_suffix) {
-            p.token = Some(TMP);
+}
+
+/// Decides the token of each piece (see [`path`] for the rules).
+fn classify(seg: &str, ps: &mut [Piece], in_tmp: bool) {
+    let text = |p: &Piece| &seg[p.start..p.end];
+    let last = ps.len() - 1;
+    let systemd = seg.starts_with("systemd-private-");
+    let mut named_before = false;
+    for k in 0..ps.len() {
+        let (p, t) = (ps[k], text(&ps[k]));
+        if p.token.is_none() {
+            ps[k].token = if is_hex_id(t) {
+                Some(HEX)
+            } else if tmp_number(t) {
+                Some(TMP_NUM)
+            } else if in_tmp
+                && (looks_random(t)
+                    || (systemd && k == last && p.sep == b'-' && template_like(t))
+                    || (k == 1 && p.sep == b'.' && text(&ps[0]) == "tmp" && mktemp_default(t))
+                    || (k == last && named_before && template_suffix(t)))
+            {
+                Some(TMP)
+            } else {
+                None
+            };
+        }
+        named_before |= p.end > p.start;
+    }
+    let (mut literal_digits, mut only, mut all_numbers, mut any_token) = (0, 0, true, false);
+    for (k, p) in ps.iter().enumerate() {
+        let t = text(p);
+        any_token |= p.token.is_some();
+        all_numbers &= p.token.is_none() && is_digits(t);
+        if p.token.is_none() && t.bytes().any(|b| b.is_ascii_digit()) {
+            (literal_digits, only) = (literal_digits + 1, k);
         }
     }
-    let literal_digits: Vec<usize> = (0..ps.len())
-        .filter(|&k| ps[k].token.is_none() && ps[k].text.bytes().any(|b| b.is_ascii_digit()))
-        .collect();
-    if let [k] = literal_digits[..] {
-        let after_so = k > 0 && ps[k - 1].token.is_none() && ps[k - 1].text == "so";
-        let id_like =
-            ps.len() == 1 || matches!(ps[k].sep, Some('-' | '_')) || ps[k].text.len() >= 3;
-        if is_digits(ps[k].text) && !after_so && id_like {
+    if all_numbers && ps.len() > 1 {
+        ps.iter_mut().for_each(|p| p.token = Some(NUM));
+    } else if literal_digits == 1 {
+        let (k, t) = (only, text(&ps[only]));
+        let after_so = k > 0 && ps[k - 1].token.is_none() && text(&ps[k - 1]) == "so";
+        let id_like = ps.len() == 1
+            || matches!(ps[k].sep, b'-' | b'_')
+            || t.len() >= 3
+            || (ps[k].sep == b'.' && last - k >= 2)
+            || any_token;
+        if is_digits(t) && !after_so && id_like {
             ps[k].token = Some(NUM);
         }
     }
-    if ps.iter().all(|p| p.token.is_none()) {
-        return Cow::Borrowed(seg);
+}
+
+/// ≥ 6 alphanumerics (the random suffix of a `systemd-private-…` directory).
+fn template_like(s: &str) -> bool {
+    s.len() >= 6 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Appends the generalisation of one segment to `out`; `in_tmp` is true below `/tmp`,
+/// `/var/tmp`, `/dev/shm` and `/run`.
+fn segment_into(seg: &str, in_tmp: bool, out: &mut String) {
+    let (mut digit, mut pattern, mut seps) = (false, false, 0);
+    for &b in seg.as_bytes() {
+        digit |= b.is_ascii_digit();
+        pattern |= matches!(b, b'*' | b'<' | b'>');
+        seps += usize::from(is_sep(b));
     }
-    let mut out = String::with_capacity(seg.len());
-    for p in &ps {
-        out.extend(p.sep);
-        out.push_str(p.token.unwrap_or(p.text));
+    // Outside temporary directories every rule needs a digit, except an all-letter UUID.
+    let plain = !in_tmp && !digit && seg.len() < 36;
+    if plain || pattern || seg.is_empty() {
+        out.push_str(seg);
+        return;
     }
-    Cow::Owned(out)
+    let (mut stack, mut heap) = ([Piece::EMPTY; STACK_PIECES], Vec::new());
+    let buf = if seps < STACK_PIECES {
+        &mut stack[..=seps]
+    } else {
+        heap.resize(seps + 1, Piece::EMPTY);
+        &mut heap[..]
+    };
+    let n = split(seg, in_tmp && python_temp(seg.as_bytes()), buf);
+    let ps = &mut buf[..n];
+    classify(seg, ps, in_tmp);
+    for p in ps.iter() {
+        if p.sep != 0 {
+            out.push(char::from(p.sep));
+        }
+        out.push_str(p.token.unwrap_or(&seg[p.start..p.end]));
+    }
+}
+
+/// Whether `p` is `dir` or below it.
+fn under(p: &str, dir: &str) -> bool {
+    p.strip_prefix(dir)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Index of the first segment below a temporary-files root, if the path is under one.
-fn temp_depth(segs: &[&str]) -> Option<usize> {
-    match segs {
-        ["", "tmp" | "run", ..] => Some(2),
-        ["", "var", "tmp", ..] | ["", "dev", "shm", ..] => Some(3),
-        _ => None,
+fn temp_depth(p: &str) -> Option<usize> {
+    if under(p, "/tmp") || under(p, "/run") {
+        Some(2)
+    } else if under(p, "/var/tmp") || under(p, "/dev/shm") {
+        Some(3)
+    } else {
+        None
     }
 }
 
-/// The `/proc` rule: the pid segment (digits, `self`, `thread-self`) and a task id become `*`.
-fn proc_segment(segs: &[&str], i: usize) -> Option<&'static str> {
+/// The `/proc` rule: which of segments 2 (the pid: digits, `self`, `thread-self`) and 4 (the
+/// task id in `/proc/<pid>/task/<tid>`) become `*`.
+fn proc_stars(p: &str) -> (bool, bool) {
+    let Some(rest) = p.strip_prefix("/proc/") else {
+        return (false, false);
+    };
     let pid_like = |s: &str| is_digits(s) || matches!(s, "self" | "thread-self" | "<num>" | "*");
-    match segs {
-        ["", "proc", pid, ..] if i == 2 && pid_like(pid) => Some("*"),
-        ["", "proc", pid, "task", tid, ..] if i == 4 && pid_like(pid) && pid_like(tid) => Some("*"),
-        _ => None,
+    let mut segs = rest.split('/');
+    let pid = segs.next().is_some_and(pid_like);
+    let tid = pid && segs.next() == Some("task") && segs.next().is_some_and(pid_like);
+    (pid, tid)
+}
+
+/// Appends the generalisation of `p` to `out` (see [`path`]).
+fn path_into(p: &str, out: &mut String) {
+    let tmp_from = temp_depth(p).unwrap_or(usize::MAX);
+    let (pid, tid) = proc_stars(p);
+    let (b, mut start) = (p.as_bytes(), 0);
+    for i in 0.. {
+        let end = b[start..].iter().position(|&c| c == b'/');
+        let end = end.map_or(b.len(), |k| start + k);
+        if (i == 2 && pid) || (i == 4 && tid) {
+            out.push('*');
+        } else {
+            segment_into(&p[start..end], i >= tmp_from, out);
+        }
+        if end == b.len() {
+            break;
+        }
+        out.push('/');
+        start = end + 1;
     }
 }
 
@@ -148,30 +331,33 @@ fn proc_segment(segs: &[&str], i: usize) -> Option<&'static str> {
 ///   id in `/proc/*/task/<tid>` becomes `*`;
 /// * a segment containing `*`, `<` or `>` is taken as already generalised and kept verbatim
 ///   (so an input segment that is exactly a token stays a token); this makes `path` idempotent;
+/// * below `/tmp`, `/var/tmp`, `/dev/shm` and `/run`, a segment starting with Python's
+///   `tempfile` name `tmp` + 8 of `[a-z0-9_]` (then the end or a `.`) has that name become
+///   `<tmp>`: `tmpk_3x9a2q` → `<tmp>`, `tmp2rogubbb.json` → `<tmp>.json` (not `tmp_uploads`);
 /// * otherwise the segment is split into pieces at `-`, `_` and `.`: a UUID (five pieces,
-///   8-4-4-4-12 hex, any case) becomes `<uuid>`; a piece of ≥ 8 hex characters with a digit and a
-///   letter becomes `<hex>`;
-/// * below `/tmp`, `/var/tmp`, `/dev/shm` and `/run`, a piece that looks random becomes `<tmp>`:
-///   ≥ 6 alphanumerics with at least three class changes (lower↔digit, upper↔digit,
-///   lower→upper), e.g. `tmpa8Xk2Pq9` or the `A1b2C3` of `foo.A1b2C3`; words like `nginx`,
-///   `config`, `NetworkManager`, `python3` or `sha256sum` stay. The last piece of `systemd-private-…-<unit>-XXXXXX`
-///   (≥ 6 alphanumerics) is always `<tmp>`;
-/// * an all-digit segment becomes `<num>`, an all-digit piece only when the segment is mostly an
-///   id: the piece is the only literal one containing a digit, does not follow a `so` piece
-///   (shared-library versions like `libc.so.6` stay) and follows `-`/`_` or has ≥ 3 digits
-///   (`session-42.scope`, `core.12345`, but not `access.log.1`, `ls.1.gz`, `x86_64`, `python3.11`).
+///   8-4-4-4-12 hex, any case) becomes `<uuid>`; a hex id becomes `<hex>`: ≥ 8 hex characters
+///   with a digit and a letter, or ≥ 16 with a digit (`000000010000000000000001`); a piece `tmp`
+///   + digits becomes `tmp<num>` (`pgsql_tmp11167`);
+/// * below the temporary roots, a piece becomes `<tmp>` when it looks random: ≥ 6 alphanumerics
+///   with at least three class changes (lower↔digit, upper↔digit, lower→upper), e.g.
+///   `tmpa8Xk2Pq9` or the `A1b2C3` of `foo.A1b2C3`; or it is `mktemp`'s default `tmp.` + 10
+///   alphanumerics of two classes (`tmp.VHDpoEkyvt` → `tmp.<tmp>`); or it is the last piece of a
+///   named segment and ≥ 6 alphanumerics mixing cases without being word-shaped (a template
+///   `name.XXXXXX`: `foo.aBcdE9`, `krb5cc_1000_hJkLmN`, but not `org.gnome.Screencast`,
+///   `cache.sqlite3`, `.ICEauthority`); or it is the last piece (≥ 6 alphanumerics) of
+///   `systemd-private-…-<unit>-XXXXXX`. Words like `nginx`, `config`, `NetworkManager`,
+///   `python3` or `sha256sum` stay;
+/// * a segment of numbers only becomes all `<num>` (`16400.1` → `<num>.<num>`, `10.0.0.5`);
+///   otherwise an all-digit piece only when the segment is mostly an id: the piece is the only
+///   literal one containing a digit, does not follow a `so` piece (shared-library versions like
+///   `libc.so.6` stay) and is the whole segment, follows `-`/`_`, has ≥ 3 digits, sits between
+///   dots with ≥ 2 pieces after it, or shares the segment with a token (`session-42.scope`,
+///   `core.12345`, `appendonly.aof.<num>.base.rdb`, `pgsql_tmp<num>.<num>.fileset`, but not
+///   `access.log.1`, `ls.1.gz`, `x86_64`, `python3.11`).
 pub fn path(p: &str) -> String {
-    let segs: Vec<&str> = p.split('/').collect();
-    let tmp_from = temp_depth(&segs);
-    let out: Vec<Cow<'_, str>> = segs
-        .iter()
-        .enumerate()
-        .map(|(i, seg)| match proc_segment(&segs, i) {
-            Some(star) => Cow::Borrowed(star),
-            None => segment(seg, tmp_from.is_some_and(|d| i >= d)),
-        })
-        .collect();
-    out.join("/")
+    let mut out = String::with_capacity(p.len() + 8);
+    path_into(p, &mut out);
+    out
 }
 
 /// A piece of a pattern segment: text, the bytes of a token instance and the check of a whole
@@ -252,15 +438,16 @@ pub fn covers(pattern: &str, other: &str) -> bool {
     matches(pattern, other) && (!deep(other) || deep(pattern))
 }
 
-/// Generalises a whole argument or a flag's value: absolute paths via [`path`], then numbers,
-/// UUIDs and hex ids; anything else is kept.
-fn value(v: &str) -> Cow<'_, str> {
+/// Appends the generalisation of a whole argument or a flag's value: absolute paths via
+/// [`path`], then UUIDs, hex ids (the same rule as in paths, so ≥ 16 digits are `<hex>`) and
+/// numbers; anything else is kept.
+fn value_into(v: &str, out: &mut String) {
     if v.starts_with('/') {
-        return Cow::Owned(path(v));
+        return path_into(v, out);
     }
-    let ids: [(StrTest, &str); 3] = [(is_digits, NUM), (is_uuid, UUID), (is_hex_id, HEX)];
+    let ids: [(StrTest, &str); 3] = [(is_uuid, UUID), (is_hex_id, HEX), (is_digits, NUM)];
     let id = ids.iter().find(|(is, _)| is(v));
-    Cow::Borrowed(id.map_or(v, |&(_, token)| token))
+    out.push_str(id.map_or(v, |&(_, token)| token));
 }
 
 /// Generalises an argument vector: an argument that is a number, UUID, hex id or absolute path
@@ -268,9 +455,17 @@ fn value(v: &str) -> Cow<'_, str> {
 /// the first `=`) generalised the same way. Everything else is kept verbatim. Idempotent.
 pub fn argv(argv: &[String]) -> Vec<String> {
     argv.iter()
-        .map(|a| match a.split_once('=') {
-            Some((flag, v)) if flag.starts_with('-') => format!("{flag}={}", value(v)),
-            _ => value(a).into_owned(),
+        .map(|a| {
+            let mut out = String::with_capacity(a.len() + 8);
+            match a.split_once('=') {
+                Some((flag, v)) if flag.starts_with('-') => {
+                    out.push_str(flag);
+                    out.push('=');
+                    value_into(v, &mut out);
+                }
+                _ => value_into(a, &mut out),
+            }
+            out
         })
         .collect()
 }

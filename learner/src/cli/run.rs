@@ -112,6 +112,10 @@ impl Sink for Learner {
             let n = r.flush().context("writing profiles to the store")?;
             if n > 0 {
                 tracing::debug!(profiles = n, "profiles written");
+                // Give memory freed by the flush and by evicted profiles back to the system
+                // (glibc keeps freed heap otherwise).
+                // SAFETY: malloc_trim has no preconditions.
+                unsafe { libc::malloc_trim(0) };
             }
             self.last_flush = Instant::now();
         }

@@ -75,6 +75,9 @@ pub async fn drive<S: Sink>(
     sink: &mut S,
 ) -> Result<(KernelStats, Capture)> {
     let mut cap = Capture::start(opts)?;
+    // Loading parsed the kernel's BTF (megabytes, now freed): return that heap to the system.
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
     let what = if opts.cgroups.is_empty() {
         "all cgroups".to_string()
     } else {
