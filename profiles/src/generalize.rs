@@ -550,6 +550,57 @@ mod tests {
     }
 
     #[test]
+    fn temp_names() {
+        let cases = "
+            /tmp/tmp2rogubbb                         /tmp/<tmp>
+            /tmp/tmpk_3x9a2q                         /tmp/<tmp>
+            /tmp/tmp_3x9a2qz                         /tmp/<tmp>
+            /var/tmp/tmprogubbbx                     /var/tmp/<tmp>
+            /tmp/tmpk_3x9a2q.json                    /tmp/<tmp>.json
+            /tmp/tmp.VHDpoEkyvt                      /tmp/tmp.<tmp>
+            /tmp/tmp.vhdpoekyv7                      /tmp/tmp.<tmp>
+            /tmp/tmp.VHDpoEkyvt.json                 /tmp/tmp.<tmp>.json
+            /tmp/foo.a8Bc9Z                          /tmp/foo.<tmp>
+            /tmp/foo.aBcdEf                          /tmp/foo.<tmp>
+            /tmp/.org.chromium.Chromium.AbCdEf       /tmp/.org.chromium.Chromium.<tmp>
+            /tmp/krb5cc_1000_hJkLmN                  /tmp/krb5cc_1000_<tmp>
+            /run/user/1000/.mutter-Xwaylandauth.J1K2L3  /run/user/<num>/.mutter-Xwaylandauth.<tmp>
+            /tmp/pgsql_tmp123                        /tmp/pgsql_tmp<num>
+        ";
+        for case in table(cases) {
+            assert_eq!(path(&case[0]), case[1], "{}", case[0]);
+            assert!(matches(&case[1], &case[0]), "{}", case[0]);
+        }
+        // Only below temporary roots.
+        for p in ["/etc/tmp2rogubbb", "/srv/foo.a8Bc9Z", "/srv/tmp.VHDpoEkyvt"] {
+            assert_eq!(path(p), p);
+        }
+    }
+
+    #[test]
+    fn database_files() {
+        let cases = "
+            /var/lib/postgresql/15/main/base/pgsql_tmp/pgsql_tmp11167.0.fileset  /var/lib/postgresql/<num>/main/base/pgsql_tmp/pgsql_tmp<num>.<num>.fileset
+            /var/lib/postgresql/15/main/base/16384/16400.1    /var/lib/postgresql/<num>/main/base/<num>/<num>.<num>
+            /var/lib/postgresql/15/main/base/16384/16400_fsm  /var/lib/postgresql/<num>/main/base/<num>/<num>_fsm
+            /pg/pg_wal/000000010000000000000001      /pg/pg_wal/<hex>
+            /pg/pg_wal/00000001000000000000000A      /pg/pg_wal/<hex>
+            /pg/pg_wal/archive_status/000000010000000000000001.done  /pg/pg_wal/archive_status/<hex>.done
+            /var/lib/redis/appendonlydir/appendonly.aof.2.base.rdb  /var/lib/redis/appendonlydir/appendonly.aof.<num>.base.rdb
+            /var/lib/redis/appendonlydir/appendonly.aof.13.incr.aof  /var/lib/redis/appendonlydir/appendonly.aof.<num>.incr.aof
+            /var/lib/redis/temp-12345.rdb            /var/lib/redis/temp-<num>.rdb
+            /var/lib/cni/networks/cbr0/10.244.0.5    /var/lib/cni/networks/cbr0/<num>.<num>.<num>.<num>
+            /var/lib/docker/containers/CID/CID-json.log.1  /var/lib/docker/containers/<hex>/<hex>-json.log.<num>
+        ";
+        for case in table(cases) {
+            assert_eq!(path(&case[0]), case[1], "{}", case[0]);
+        }
+        for case in table(cases) {
+            assert_eq!(path(&case[0]), case[1], "{}", case[0]);
+        }
+    }
+
+    #[test]
     fn words_versions_and_patterns_stay() {
         let cases = "
             /etc/nginx/nginx.conf  /usr/lib/x86_64-linux-gnu/libc.so.6  /lib64/ld-linux-x86-64.so.2
@@ -557,6 +608,11 @@ mod tests {
             /var/log/nginx/access.log.1  /proc/sys/net/ipv4/ip_forward  /run/NetworkManager/conf.d
             /tmp/.X11-unix/X0  /tmp/config  /tmp/krb5cc_0  /tmp/sha256sum  /etc/tmpa8Xk2Pq9  /deadbeef/cafebabe  /  /var/log/
             /data/<num>/x  /srv/*/a*b.html  /a/**  /srv/<tmp>.log
+            /tmp/foo.service  /tmp/foo.conf  /tmp/cache.sqlite  /tmp/cache.sqlite3  /tmp/x.sha256
+            /tmp/tmp.extensions  /tmp/tmp_uploads  /tmp/foo.README  /tmp/foo.MediaPlayer2  /run/.ICEauthority
+            /run/org.freedesktop.UPower  /run/org.gnome.Shell.Screencast  /run/gnupg/S.gpg-agent.browser
+            /run/containerd/io.containerd.runtime.v2.task  /var/log/Xorg.0.log  /opt/jquery.3.6.0.min.js
+            /var/lib/redis/appendonlydir/appendonly.aof.manifest  /pg/o12of16.p0.0
         ";
         for p in table(cases).flatten() {
             assert_eq!(path(&p), p);
@@ -653,8 +709,35 @@ mod tests {
             1 => uuid,
             1 => "[0-9a-fA-F]{8,64}",
             1 => ("[a-z]{1,8}", "[-_.]", "[0-9]{1,6}").prop_map(|(a, s, n)| format!("{a}{s}{n}")),
-            1 => ("[a-z]{1,8}", "[A-Za-z0-9]{6,10}").prop_map(|(a, r)| format!("{a}.{r}")),
+            1 => ("[a-z]{1,8}", "[-_.]", "[A-Za-z0-9]{6,10}")
+                .prop_map(|(a, s, r)| format!("{a}{s}{r}")),
             1 => prop::sample::select(special),
+            2 => temp_name_strategy(),
+            1 => db_name_strategy(),
+            // More pieces than are analysed on the stack.
+            1 => "[a-z0-9]{0,3}([-_.][a-zA-Z0-9]{0,4}){14,20}",
+        ]
+    }
+
+    /// Python `tempfile` (optionally with a suffix or a leftover), `mktemp` defaults and
+    /// templates.
+    fn temp_name_strategy() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "tmp[a-z0-9_]{8}",
+            "tmp[a-z0-9_]{8}(\\.json|_[a-z0-9]{1,3})",
+            "tmp\\.[A-Za-z0-9]{10}(\\.[a-z]{1,4})?",
+            "[a-z]{1,6}[-_.][a-z]{1,6}\\.[A-Za-z0-9]{6,12}",
+        ]
+    }
+
+    /// PostgreSQL temp, segment and WAL files, Redis append-only files.
+    fn db_name_strategy() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "pgsql_tmp[0-9]{1,7}\\.[0-9]{1,2}\\.(fileset|sharedfileset)",
+            "[0-9]{1,6}\\.[0-9]{1,3}",
+            "[0-9A-F]{24}(\\.done|\\.partial)?",
+            "0000000[1-9][0-9]{16}",
+            "appendonly\\.aof\\.[0-9]{1,3}\\.(base\\.rdb|incr\\.aof)",
         ]
     }
 
@@ -684,6 +767,29 @@ mod tests {
             prop_assert_eq!(path(&g), g.clone());
             prop_assert!(matches(&g, &p), "{} !~ {}", g, p);
             prop_assert!(matches(&g, &g));
+        }
+
+        #[test]
+        fn temp_names_fold_whole(name in temp_name_strategy(), root in "/tmp|/var/tmp|/dev/shm") {
+            let g = path(&format!("{root}/{name}"));
+            let seg = &g[root.len() + 1..];
+            let python = name.len() == 11 && !name.starts_with("tmp_") && name.starts_with("tmp")
+                && !name.starts_with("tmp.");
+            let mktemp = name.len() == 14 && name.starts_with("tmp.")
+                && !name[4..].bytes().all(|b| b.is_ascii_lowercase())
+                && !name[4..].bytes().all(|b| b.is_ascii_uppercase());
+            if python {
+                prop_assert_eq!(seg, "<tmp>");
+            }
+            if mktemp {
+                prop_assert_eq!(seg, "tmp.<tmp>");
+            }
+        }
+
+        #[test]
+        fn wal_names_are_hex(name in "[0-9A-F]{24}") {
+            prop_assume!(name.bytes().any(|b| b.is_ascii_digit()));
+            prop_assert_eq!(path(&format!("/pg_wal/{name}")), "/pg_wal/<hex>");
         }
 
         #[test]
