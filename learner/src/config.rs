@@ -11,6 +11,9 @@
 //! [redact]                    # on top of the built-in secret rules
 //! extra_patterns = ['sk_live_[0-9a-zA-Z]+']
 //! secret_flags = ["--api-key"]
+//!
+//! [alerts]
+//! jsonl = "/var/log/baseliner/alerts.jsonl"   # also write alerts here ("-": stdout)
 //! ```
 
 use std::{path::Path, time::Duration};
@@ -29,6 +32,16 @@ pub struct Config {
     pub learn: LearnConfig,
     /// Extra redaction rules.
     pub redact: RedactConfig,
+    /// Alert output.
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: where alerts go besides the store.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Write each alert as one JSON line to this file (`-`: standard output).
+    pub jsonl: Option<std::path::PathBuf>,
 }
 
 /// `[learn]`: each field unset means the built-in default.

@@ -1,6 +1,7 @@
 //! The Baseliner agent library: kernel loading, event decoding, workload attribution and the
 //! capture session that ties them together.
 
+pub mod alerting;
 pub mod attribution;
 pub mod capture;
 pub mod config;

@@ -228,6 +228,34 @@ impl Recorder {
         Ok(self.store.revisions(workload)?)
     }
 
+    /// Removes secrets from an event's arguments (counted in [`Recorder::redactions`]).
+    pub fn redact(&mut self, event: &mut Event) {
+        if let EventDetail::Exec { argv, .. } = &mut event.detail {
+            let (clean, n) = self.redactor.redact_argv(argv);
+            *argv = clean;
+            self.redactions += n as u64;
+        }
+    }
+
+    /// The profile of `workload`'s latest revision (the one that changed last), if any.
+    pub fn latest_profile(&self, workload: &str) -> Result<Option<StoredProfile>> {
+        let mut best: Option<StoredProfile> = None;
+        for key in self
+            .profile_keys()?
+            .iter()
+            .filter(|k| k.workload == workload)
+        {
+            if let Some(p) = self.profile(key)?
+                && best
+                    .as_ref()
+                    .is_none_or(|b| p.learning.last_change_ns() >= b.learning.last_change_ns())
+            {
+                best = Some(p);
+            }
+        }
+        Ok(best)
+    }
+
     /// Records one event when its workload is learning. Returns whether it was recorded.
     pub fn record(&mut self, mut event: Event) -> Result<bool> {
         if self.mode(&event.workload.id)? != Mode::Learn {
@@ -238,11 +266,7 @@ impl Recorder {
             // ago. It is observed now, and that is when learning it begins.
             event.ts_ns = event.ts_ns.max(now_ns());
         }
-        if let EventDetail::Exec { argv, .. } = &mut event.detail {
-            let (clean, n) = self.redactor.redact_argv(argv);
-            *argv = clean;
-            self.redactions += n as u64;
-        }
+        self.redact(&mut event);
         self.note_revision(&event)?;
         let w = event.workload.id.as_str();
         let revision = self.revisions.get(w).map_or("", |r| r.current.as_str());

@@ -28,6 +28,9 @@ pub enum CodecError {
     /// Bytes left over after the value (corruption).
     #[error("stored value has {0} unexpected trailing bytes")]
     Trailing(usize),
+    /// A JSON record could not be written or read.
+    #[error("JSON record: {0}")]
+    Json(String),
 }
 
 fn config() -> bincode::config::Configuration {

@@ -273,4 +273,4 @@ impl Profile {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -281,6 +281,55 @@ impl Store {
         Ok(())
     }
 
+    /// Writes `value` as JSON under `key` in the tree `tree` (records of higher layers, such as
+    /// alerts, whose types this crate does not know); durable after the next flush.
+    pub fn put_json<T: Serialize>(
+        &self,
+        tree: &str,
+        key: &[u8],
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Codec {
+            key: String::from_utf8_lossy(key).into_owned(),
+            source: CodecError::Json(e.to_string()),
+        })?;
+        self.db.open_tree(tree)?.insert(key, bytes)?;
+        Ok(())
+    }
+
+    /// The JSON record under `key` in `tree`, if any.
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        let Some(v) = self.db.open_tree(tree)?.get(key)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| StoreError::Codec {
+                key: String::from_utf8_lossy(key).into_owned(),
+                source: CodecError::Json(e.to_string()),
+            })
+    }
+
+    /// Every JSON record of `tree`, in key order.
+    pub fn all_json<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.db.open_tree(tree)?.iter() {
+            let (k, v) = kv?;
+            out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Codec {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                source: CodecError::Json(e.to_string()),
+            })?);
+        }
+        Ok(out)
+    }
+
     /// When the agent last showed it was alive (Unix-epoch nanoseconds), if ever.
     pub fn last_alive_ns(&self) -> Result<Option<u64>, StoreError> {
         Ok(self.meta.get(LAST_ALIVE)?.and_then(|v| {

@@ -24,8 +24,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
-use baseliner_tests::{LearnAgent, TestCgroup, baseliner_bin};
+use anyhow::{Context as _, Result, bail, ensure};
+use baseliner_tests::{LearnAgent, TestCgroup, baseliner_bin, bench_main, env_num};
 use serde_json::Value;
 
 /// Targets from the issue.
@@ -33,25 +33,9 @@ const TARGET_ENTRIES: usize = 200;
 const TARGET_BYTES: usize = 64 * 1024;
 const KINDS: [&str; 5] = ["execs", "lineage", "files", "connects", "listens"];
 
-fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| anyhow!("{name}={v:?} is not a valid number")),
-        Err(_) => Ok(default),
-    }
-}
-
 fn main() -> ExitCode {
     // Anything on the command line (cargo passes `--bench`) is ignored.
-    match bench() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("server_profiles bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main("server_profiles bench", bench)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

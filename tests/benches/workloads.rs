@@ -19,33 +19,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, anyhow, ensure};
-use baseliner_tests::{LearnAgent, TestCgroup, proc_cpu_time, proc_status_kib};
+use anyhow::{Context as _, Result, ensure};
+use baseliner_tests::{
+    LearnAgent, TestCgroup, bench_main, env_num, proc_cpu_time, proc_status_kib,
+};
 
 /// Target: agent memory with 1,000 learned workloads.
 const TARGET_MB: f64 = 50.0;
 /// Loopback listeners the workloads connect to (each workload picks one).
 const LISTENERS: usize = 4;
 
-fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| anyhow!("{name}={v:?} is not a valid number")),
-        Err(_) => Ok(default),
-    }
-}
-
 fn main() -> ExitCode {
     // Anything on the command line (cargo passes `--bench`) is ignored.
-    match bench() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("workloads bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main("workloads bench", bench)
 }
 
 /// Removes the scratch directory on drop.

@@ -305,3 +305,71 @@ impl Drop for LearnAgent {
         }
     }
 }
+
+/// Runs `baseliner ARGS --store STORE` to completion; its output.
+pub fn run_cli(store: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(baseliner_bin())
+        .args(args)
+        .arg("--store")
+        .arg(store)
+        .output()
+        .expect("running baseliner")
+}
+
+/// Runs `baseliner ARGS --store STORE`; panics (with ARGS and its stderr) unless it succeeds.
+/// Its stdout.
+pub fn run_cli_ok(store: &Path, args: &[&str]) -> Vec<u8> {
+    let out = run_cli(store, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `baseliner profile show WORKLOAD --store STORE`, parsed; panics unless it succeeds.
+pub fn show_profile(store: &Path, workload: &str) -> serde_json::Value {
+    serde_json::from_slice(&run_cli_ok(store, &["profile", "show", workload])).unwrap()
+}
+
+/// The `field` of every `kind` entry ("execs", "files", ...) of a shown profile.
+pub fn entry_fields(
+    shown: &serde_json::Value,
+    kind: &str,
+    field: &str,
+) -> std::collections::BTreeSet<String> {
+    shown["profile"][kind]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| pair[0][field].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A numeric environment variable, or `default` when it is unset; an error names a value that
+/// does not parse.
+pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The body of a bench's `main`: runs `run` and returns its exit code (success for `()`), or
+/// prints "WHAT failed: <error chain>" and returns failure.
+pub fn bench_main<T: std::process::Termination>(
+    what: &str,
+    run: impl FnOnce() -> anyhow::Result<T>,
+) -> std::process::ExitCode {
+    match run() {
+        Ok(t) => t.report(),
+        Err(e) => {
+            eprintln!("{what} failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -10,7 +10,9 @@ use std::{
     time::Duration,
 };
 
-use baseliner_tests::{TestCgroup, baseliner_bin, live_enabled};
+use baseliner_tests::{
+    TestCgroup, baseliner_bin, entry_fields, live_enabled, run_cli, run_cli_ok, show_profile,
+};
 
 fn start_agent(store: &Path, cg: &TestCgroup, extra: &[&str]) -> Child {
     let mut agent = Command::new(baseliner_bin())
@@ -33,20 +35,6 @@ fn start_agent(store: &Path, cg: &TestCgroup, extra: &[&str]) -> Child {
     agent
 }
 
-fn show(store: &Path, workload: &str) -> serde_json::Value {
-    let out = Command::new(baseliner_bin())
-        .args(["profile", "show", workload, "--store"])
-        .arg(store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "profile show failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Every entry key of a profile, as text, for set comparisons.
 fn entry_keys(p: &serde_json::Value) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
@@ -56,15 +44,6 @@ fn entry_keys(p: &serde_json::Value) -> BTreeSet<String> {
         }
     }
     keys
-}
-
-fn paths(p: &serde_json::Value, kind: &str, field: &str) -> BTreeSet<String> {
-    p["profile"][kind]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|pair| pair[0][field].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -89,9 +68,9 @@ fn a_learned_profile_is_exact_durable_and_stable() {
     let mut agent = start_agent(&store, &cg, &["--duration", "3"]);
     workload();
     assert!(agent.wait().unwrap().success());
-    let first = show(&store, &cg.rel);
+    let first = show_profile(&store, &cg.rel);
     assert_eq!(
-        paths(&first, "execs", "path"),
+        entry_fields(&first, "execs", "path"),
         ["/bin/bash", "/bin/cat", "/bin/echo", "/bin/ls"]
             .into_iter()
             .map(String::from)
@@ -99,7 +78,7 @@ fn a_learned_profile_is_exact_durable_and_stable() {
         "exactly the workload's programs"
     );
     assert!(
-        paths(&first, "files", "path")
+        entry_fields(&first, "files", "path")
             .contains(&profiles::generalize::path(data.to_str().unwrap())),
         "{first:#}"
     );
@@ -146,7 +125,7 @@ fn a_learned_profile_is_exact_durable_and_stable() {
     let mut agent = start_agent(&store, &cg, &["--duration", "3"]);
     workload();
     assert!(agent.wait().unwrap().success());
-    let second = show(&store, &cg.rel);
+    let second = show_profile(&store, &cg.rel);
     assert_eq!(
         entry_keys(&second),
         entry_keys(&first),
@@ -159,7 +138,7 @@ fn a_learned_profile_is_exact_durable_and_stable() {
     std::thread::sleep(Duration::from_millis(1500)); // several flush intervals
     agent.kill().unwrap();
     agent.wait().unwrap();
-    let third = show(&store, &cg.rel);
+    let third = show_profile(&store, &cg.rel);
     assert_eq!(entry_keys(&third), entry_keys(&first));
     let count = |p: &serde_json::Value| {
         p["profile"]["execs"]
@@ -178,19 +157,11 @@ fn a_learned_profile_is_exact_durable_and_stable() {
 
     // 4. Export for audit: stable bytes, verified on import; a tampered file changes nothing.
     let export = |yaml: bool| {
-        let mut cmd = Command::new(baseliner_bin());
-        cmd.args(["profile", "export", &cg.rel, "--store"])
-            .arg(&store);
+        let mut args = vec!["profile", "export", cg.rel.as_str()];
         if yaml {
-            cmd.arg("--yaml");
+            args.push("--yaml");
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        run_cli_ok(&store, &args)
     };
     let json = export(false);
     assert_eq!(json, export(false), "export is stable byte for byte");
@@ -214,13 +185,8 @@ fn a_learned_profile_is_exact_durable_and_stable() {
         .unwrap()
         .replacen("/bin/cat", "/bin/evil", 1);
     std::fs::write(&tampered, text).unwrap();
-    let before = show(&store, &cg.rel);
-    let out = Command::new(baseliner_bin())
-        .args(["profile", "import", "--store"])
-        .arg(&store)
-        .arg(&tampered)
-        .output()
-        .unwrap();
+    let before = show_profile(&store, &cg.rel);
+    let out = run_cli(&store, &["profile", "import", tampered.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("content hash mismatch"),
@@ -228,7 +194,7 @@ fn a_learned_profile_is_exact_durable_and_stable() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        show(&store, &cg.rel),
+        show_profile(&store, &cg.rel),
         before,
         "a rejected import changes nothing"
     );

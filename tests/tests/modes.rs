@@ -2,18 +2,13 @@
 //! reaches the running agent over its unix socket and applies at once; bad input changes
 //! nothing; with the agent stopped the CLI reads the same state from the store.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
+use std::{os::unix::fs::PermissionsExt, path::Path};
 
-use baseliner_tests::{LearnAgent, TestCgroup, baseliner_bin, live_enabled};
+use baseliner_tests::{LearnAgent, TestCgroup, entry_fields, live_enabled, run_cli, show_profile};
 
 /// Runs `baseliner ARGS --store STORE`; returns (success, stdout, stderr).
 fn cli(store: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(baseliner_bin())
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .output()
-        .unwrap();
+    let out = run_cli(store, args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -24,18 +19,6 @@ fn cli(store: &Path, args: &[&str]) -> (bool, String, String) {
 /// A path as the profile keeps it.
 fn as_learned(p: &Path) -> String {
     profiles::generalize::path(p.to_str().unwrap())
-}
-
-fn files(store: &Path, workload: &str) -> Vec<String> {
-    let (ok, out, err) = cli(store, &["profile", "show", workload]);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["profile"]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[0]["path"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -105,7 +88,8 @@ fn modes_apply_to_the_running_agent_at_once() {
             .any(|l| l.starts_with(&cg.rel) && l.contains("alert") && l.contains("set")),
         "{out}"
     );
-    let learned_files = files(&store, &cg.rel);
+    let shown = show_profile(&store, &cg.rel);
+    let learned_files = entry_fields(&shown, "files", "path");
     assert!(
         learned_files.contains(&as_learned(&learned)),
         "{learned_files:?}"
@@ -114,14 +98,7 @@ fn modes_apply_to_the_running_agent_at_once() {
         !learned_files.contains(&as_learned(&unseen)),
         "learned after the switch to alert: {learned_files:?}"
     );
-    let (_, out, _) = cli(&store, &["profile", "show", &cg.rel]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let execs: Vec<&str> = v["profile"]["execs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[0]["path"].as_str().unwrap())
-        .collect();
+    let execs = entry_fields(&shown, "execs", "path");
     assert!(
         execs.iter().any(|e| e.ends_with("/sleep")),
         "a process running before the agent started is in the profile: {execs:?}"

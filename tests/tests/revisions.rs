@@ -1,23 +1,13 @@
 //! Host revisions end to end (root; runs in CI): when a workload's program changes on disk, the
 //! agent learns a new revision beside the old one, and `profile diff --workload` compares them.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, process::Command, time::Duration};
+use std::{os::unix::fs::PermissionsExt, path::Path, time::Duration};
 
-use baseliner_tests::{LearnAgent, TestCgroup, baseliner_bin, live_enabled};
+use baseliner_tests::{LearnAgent, TestCgroup, live_enabled, run_cli_ok, show_profile};
 
+/// Runs `baseliner ARGS --store STORE`; panics unless it succeeds. Its stdout.
 fn cli(store: &Path, args: &[&str]) -> String {
-    let out = Command::new(baseliner_bin())
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(run_cli_ok(store, args)).unwrap()
 }
 
 #[test]
@@ -90,8 +80,7 @@ fn an_upgraded_program_is_learned_as_a_new_revision() {
         "{diff}"
     );
     // The latest revision is what `show` picks by default.
-    let shown: serde_json::Value =
-        serde_json::from_str(&cli(&store, &["profile", "show", &cg.rel])).unwrap();
+    let shown = show_profile(&store, &cg.rel);
     assert_eq!(shown["revision"], new.as_str());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,6 +12,7 @@ use std::{
 use anyhow::Context as _;
 use api::{AgentRuntime, Settings};
 use learner::{
+    alerting::Alerter,
     config::{Config, DEFAULT_CONFIG},
     control::{Control, SharedRecorder},
     kernel::KernelStats,
@@ -56,6 +57,10 @@ pub struct Args {
     /// Entries a profile may hold before its patterns are widened [default: 1000].
     #[arg(long, value_name = "N")]
     max_entries: Option<usize>,
+    /// Also write each alert as one JSON line to this file (`-`: standard output); alerts are
+    /// always kept in the store.
+    #[arg(long, value_name = "PATH")]
+    alerts_jsonl: Option<PathBuf>,
     /// Seconds between writes of changed profiles to the store.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     flush_interval: f64,
@@ -83,6 +88,7 @@ impl Args {
 
 struct Learner {
     recorder: SharedRecorder,
+    alerter: Alerter,
     runtime: Arc<Mutex<AgentRuntime>>,
     interval: Duration,
     last_flush: Instant,
@@ -93,10 +99,15 @@ struct Learner {
 impl Sink for Learner {
     fn event(&mut self, e: profiles::Event) -> anyhow::Result<()> {
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(err) = r.record(e) {
-            // One bad event must not stop learning; the store itself failing does (on flush).
+        let result = match r.mode(&e.workload.id) {
+            Ok(Mode::Learn) => r.record(e).map(|_| ()),
+            Ok(Mode::Alert | Mode::Enforce) => self.alerter.handle(e, &mut r).map(|_| ()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = result {
+            // One bad event must not stop the agent; the store itself failing does (on flush).
             self.errors += 1;
-            tracing::warn!(error = %format!("{err:#}"), "event not recorded");
+            tracing::warn!(error = %format!("{err:#}"), "event not handled");
         }
         Ok(())
     }
@@ -182,8 +193,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         kernel: serde_json::Value::Null,
     }));
     let control = Control::new(recorder.clone(), Some(runtime.clone()));
+    let alerts_out: Option<Box<dyn std::io::Write + Send>> =
+        match args.alerts_jsonl.as_ref().or(config.alerts.jsonl.as_ref()) {
+            None => None,
+            Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
+            Some(p) => Some(Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("opening the alert output {}", p.display()))?,
+            )),
+        };
     let mut learner = Learner {
         recorder: recorder.clone(),
+        alerter: Alerter::new(alerts_out),
         runtime,
         interval,
         last_flush: Instant::now(),
@@ -213,10 +237,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     drop(rt);
     let (stats, cap) = result?;
     let errors = learner.errors;
+    let (scored, raised) = (learner.alerter.scored, learner.alerter.raised);
     drop(learner);
     let r = recorder.lock().unwrap_or_else(|e| e.into_inner());
     eprintln!(
-        "recorded {} events into {} profiles ({} secrets redacted, {errors} events not recorded); kernel: {}",
+        "recorded {} events into {} profiles ({} secrets redacted, {errors} events not handled); \
+         scored {scored} events, raised {raised} alerts; kernel: {}",
         r.recorded,
         r.profile_keys()?.len(),
         r.redactions,

@@ -8,35 +8,10 @@ use proptest::prelude::*;
 use super::*;
 use crate::{
     diff::{DiffEntry, entries},
-    event::{Access, Endpoint, EventDetail, Protocol, SCHEMA_VERSION, Workload},
+    event::{Access, Endpoint, EventDetail, Protocol},
     learning::Status,
+    model::tests::{event_with_parent as event, profile_of},
 };
-
-fn event(ts_ns: u64, parent_exe: Option<&str>, detail: EventDetail) -> Event {
-    Event {
-        schema: SCHEMA_VERSION,
-        ts_ns,
-        workload: Workload {
-            id: "/system.slice/app.service".into(),
-            cgroup_id: 7,
-            cgroup: "/system.slice/app.service".into(),
-            runtime: None,
-            container_id: None,
-            pod_uid: None,
-            unit: Some("app.service".into()),
-        },
-        pid: 100,
-        tid: 100,
-        ppid: 1,
-        uid: 0,
-        gid: 0,
-        comm: "app".into(),
-        exe: Some("/usr/bin/app".into()),
-        parent_exe: parent_exe.map(String::from),
-        existing: false,
-        detail,
-    }
-}
 
 fn open(ts_ns: u64, path: &str) -> Event {
     let detail = EventDetail::Open {
@@ -530,13 +505,7 @@ fn profile() -> impl Strategy<Value = Profile> {
         prop::collection::btree_map(net_entry(), seen(), 0..50),
         prop::collection::btree_map(net_entry(), seen(), 0..20),
     )
-        .prop_map(|(execs, lineage, files, connects, listens)| Profile {
-            execs,
-            lineage,
-            files,
-            connects,
-            listens,
-        })
+        .prop_map(profile_of)
 }
 
 fn events() -> impl Strategy<Value = Vec<Event>> {

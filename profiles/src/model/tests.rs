@@ -6,6 +6,15 @@ use super::*;
 use crate::event::{SCHEMA_VERSION, Workload};
 
 fn event(ts_ns: u64, detail: EventDetail) -> Event {
+    event_with_parent(ts_ns, Some("/usr/bin/bash"), detail)
+}
+
+/// An event of the test workload `/system.slice/app.service` (pid 100, `/usr/bin/app`).
+pub(crate) fn event_with_parent(
+    ts_ns: u64,
+    parent_exe: Option<&str>,
+    detail: EventDetail,
+) -> Event {
     Event {
         schema: SCHEMA_VERSION,
         ts_ns,
@@ -25,9 +34,29 @@ fn event(ts_ns: u64, detail: EventDetail) -> Event {
         gid: 0,
         comm: "app".into(),
         exe: Some("/usr/bin/app".into()),
-        parent_exe: Some("/usr/bin/bash".into()),
+        parent_exe: parent_exe.map(String::from),
         existing: false,
         detail,
+    }
+}
+
+/// The five entry maps of a profile, in field order.
+pub(crate) type EntryMaps = (
+    BTreeMap<ExecEntry, Seen>,
+    BTreeMap<LineageEntry, Seen>,
+    BTreeMap<FileEntry, Seen>,
+    BTreeMap<NetEntry, Seen>,
+    BTreeMap<NetEntry, Seen>,
+);
+
+/// The profile of its entry maps, for `prop_map` over a tuple of map strategies.
+pub(crate) fn profile_of((execs, lineage, files, connects, listens): EntryMaps) -> Profile {
+    Profile {
+        execs,
+        lineage,
+        files,
+        connects,
+        listens,
     }
 }
 
@@ -246,13 +275,7 @@ fn arb_profile() -> impl Strategy<Value = Profile> {
             0..3,
         ),
     )
-        .prop_map(|(execs, lineage, files, connects, listens)| Profile {
-            execs,
-            lineage,
-            files,
-            connects,
-            listens,
-        })
+        .prop_map(profile_of)
 }
 
 fn merged(a: &Profile, b: &Profile) -> Profile {

@@ -18,10 +18,10 @@ mod workload;
 use std::{fs, process::ExitCode, thread};
 
 use anyhow::{Context as _, Result, anyhow, ensure};
-use baseliner_tests::TestCgroup;
+use baseliner_tests::{TestCgroup, bench_main, env_num};
 
 use agent::{Agent, agent_binary};
-use util::{env_num, group, median};
+use util::{group, median};
 use workload::{TempFiles, run_workload, start_listener, workload};
 
 /// Files opened in rotation by the distinct-files loop and the storm.
@@ -30,22 +30,10 @@ const DISTINCT_FILES: usize = 2000;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("__loop") {
-        return match workload(&args[2..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("overhead workload failed: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return bench_main("overhead workload", || workload(&args[2..]));
     }
     // Anything else (cargo passes `--bench`) is ignored.
-    match bench() {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("overhead bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main("overhead bench", bench)
 }
 
 struct Loop {

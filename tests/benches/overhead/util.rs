@@ -1,7 +1,5 @@
 //! Small numeric helpers for the report.
 
-use anyhow::{Result, anyhow};
-
 pub(crate) fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -26,14 +24,4 @@ pub(crate) fn group(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-pub(crate) fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| anyhow!("{name}={v:?} is not a valid number")),
-        Err(_) => Ok(default),
-    }
 }

@@ -1,0 +1,109 @@
+//! Alert mode end to end (root; runs in CI): a workload learns, is switched to alert through the
+//! running agent, then a miner-like program starts in it. The alert names the miner signs, is in
+//! the store, and reaches the alert output within 2 seconds; the learned behaviour raises nothing.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use baseliner_tests::{LearnAgent, TestCgroup, baseliner_bin, live_enabled, loopback_listener};
+
+#[test]
+fn a_miner_in_an_alerting_workload_raises_a_critical_alert() {
+    if !live_enabled("a_miner_in_an_alerting_workload_raises_a_critical_alert") {
+        return;
+    }
+    let dir = baseliner_tests::temp_dir("alerts");
+    let store = dir.join("store");
+    let alerts = dir.join("alerts.jsonl");
+    let data = dir.join("data.txt");
+    std::fs::write(&data, "x").unwrap();
+    let cg = TestCgroup::new("alerts").unwrap();
+    let normal = format!(
+        "for i in 1 2 3; do /bin/cat {} >/dev/null; /bin/ls / >/dev/null; done",
+        data.display()
+    );
+    let agent = LearnAgent::start(
+        &store,
+        &[&cg.path],
+        &[
+            "--flush-interval",
+            "0.2",
+            "--alerts-jsonl",
+            alerts.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    cg.run_bash(&normal);
+    std::thread::sleep(Duration::from_millis(600));
+    let out = Command::new(baseliner_bin())
+        .args(["mode", "set", &cg.rel, "alert", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What was learned raises nothing.
+    cg.run_bash(&normal);
+    std::thread::sleep(Duration::from_millis(600));
+    let lines = || std::fs::read_to_string(&alerts).unwrap_or_default();
+    assert_eq!(lines(), "", "learned behaviour raised an alert");
+
+    // A miner-like program: its name, a stratum pool URL and a connect to the pool.
+    let pool = loopback_listener();
+    let miner = dir.join("xmrig");
+    std::fs::write(
+        &miner,
+        "#!/bin/bash\nexec 3<>/dev/tcp/127.0.0.1/$POOL_PORT\nexec 3>&-\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&miner, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let started = Instant::now();
+    let status = cg
+        .command(&miner)
+        .args([
+            "-o",
+            &format!("stratum+tcp://127.0.0.1:{pool}"),
+            "-u",
+            "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A",
+            "--donate-level",
+            "1",
+        ])
+        .env("POOL_PORT", pool.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let alert: serde_json::Value = loop {
+        let text = lines();
+        if let Some(line) = text.lines().find(|l| l.contains("xmrig")) {
+            break serde_json::from_str(line).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "no alert within 2 s; alerts so far: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (status, log) = agent.stop().unwrap();
+    assert!(status.success(), "{log:#?}");
+
+    assert_eq!(alert["workload"], cg.rel.as_str());
+    assert_eq!(alert["severity"], "critical", "{alert:#}");
+    let reasons = alert["reasons"].to_string();
+    assert!(reasons.contains("miner"), "{alert:#}");
+    assert!(reasons.contains("stratum"), "{alert:#}");
+    // The alert was stored before it was delivered.
+    let store = profiles::store::Store::open_waiting(&store, Duration::from_secs(10)).unwrap();
+    let stored: Vec<serde_json::Value> = store.all_json("alerts").unwrap();
+    assert!(
+        stored.iter().any(|a| a["key"] == alert["key"]),
+        "{stored:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
