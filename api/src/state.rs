@@ -64,6 +64,10 @@ pub trait Agent: Send + Sync + 'static {
     fn profile(&self, key: &ProfileKey) -> Result<Option<StoredProfile>, ApiError>;
     /// Stores (durably) an imported profile, replacing any with the same key.
     fn import(&self, key: &ProfileKey, profile: StoredProfile) -> Result<(), ApiError>;
+    /// Every stored alert (aggregated: one per deviation, with count and first / last seen).
+    fn alerts(&self) -> Result<Vec<scorer::alert::Alert>, ApiError> {
+        Ok(Vec::new())
+    }
     /// Now, in Unix-epoch nanoseconds.
     fn now_ns(&self) -> u64 {
         SystemTime::now()

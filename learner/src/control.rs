@@ -91,6 +91,13 @@ impl Agent for Control {
     fn import(&self, key: &ProfileKey, profile: StoredProfile) -> Result<(), ApiError> {
         self.recorder().import(key, profile).map_err(internal)
     }
+
+    fn alerts(&self) -> Result<Vec<scorer::alert::Alert>, ApiError> {
+        Ok(self
+            .recorder()
+            .store()
+            .all_json(crate::alerting::ALERTS_TREE)?)
+    }
 }
 
 #[cfg(test)]

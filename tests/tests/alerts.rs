@@ -105,5 +105,31 @@ fn a_miner_in_an_alerting_workload_raises_a_critical_alert() {
         stored.iter().any(|a| a["key"] == alert["key"]),
         "{stored:#?}"
     );
+    drop(store);
+
+    // `baseliner alerts` lists it, filtered by severity and workload.
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&baseliner_tests::run_cli_ok(
+        &dir.join("store"),
+        &[
+            "alerts",
+            "--json",
+            "--severity",
+            "high",
+            "--workload",
+            &cg.rel,
+        ],
+    ))
+    .unwrap();
+    assert!(
+        listed.iter().any(|a| a["key"] == alert["key"]),
+        "{listed:#?}"
+    );
+    assert!(listed.iter().all(|a| a["workload"] == cg.rel.as_str()));
+    let text =
+        String::from_utf8(baseliner_tests::run_cli_ok(&dir.join("store"), &["alerts"])).unwrap();
+    assert!(
+        text.contains("critical") && text.contains("[crypto-miner]"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
 //! The `/v1` routes, one module per resource.
 
+pub mod alerts;
 pub mod profiles;
 pub mod status;
 pub mod workloads;
@@ -20,6 +21,7 @@ type AgentRef = axum::extract::State<Arc<dyn Agent>>;
 pub fn router() -> Router<Arc<dyn Agent>> {
     Router::new()
         .route("/v1/status", get(status::get))
+        .route("/v1/alerts", get(alerts::list))
         .route("/v1/modes", get(workloads::modes))
         .route("/v1/workloads", get(workloads::list))
         .route("/v1/workloads/{workload}", get(workloads::show))

@@ -1,10 +1,12 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
+mod alerts;
 mod capture;
 mod client;
 mod doctor;
 mod mode;
 mod profile;
+mod replay;
 mod run;
 mod session;
 mod status;
@@ -36,6 +38,10 @@ enum Command {
     Profile(profile::Args),
     /// Workload modes: set and list.
     Mode(mode::Args),
+    /// Stored alerts, most recent first.
+    Alerts(alerts::Args),
+    /// Score a recorded trace offline against an exported profile.
+    Replay(replay::Args),
     /// The agent, its kernel statistics, and each workload's mode and learning progress.
     Status(status::Args),
 }
@@ -64,6 +70,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Mode(a) => mode::run(a),
+        Command::Alerts(a) => alerts::run(a),
+        Command::Replay(a) => replay::run(a),
         Command::Status(a) => status::run(a),
     }
 }

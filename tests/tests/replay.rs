@@ -1,0 +1,88 @@
+//! `baseliner replay` (no root): a trace scored offline against an exported profile raises
+//! alerts only for what the profile does not cover, and rejects bad input clearly.
+
+use std::process::Command;
+
+use baseliner_tests::baseliner_bin;
+use profiles::{Event, model::Profile};
+
+fn event(kind: serde_json::Value) -> Event {
+    let mut v = serde_json::json!({
+        "schema": 1, "ts_ns": 1_000_000_000u64,
+        "workload": {"id": "/web", "cgroup_id": 7, "cgroup": "/web"},
+        "pid": 10, "tid": 10, "ppid": 1, "uid": 33, "gid": 33, "comm": "nginx",
+        "exe": "/usr/sbin/nginx", "parent_exe": "/usr/sbin/nginx",
+    });
+    v.as_object_mut()
+        .unwrap()
+        .extend(kind.as_object().unwrap().clone());
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn replay_scores_a_trace_against_an_exported_profile() {
+    let dir = baseliner_tests::temp_dir("replay");
+    let normal = event(serde_json::json!({
+        "kind": "open", "path": "/var/www/index.html", "flags": 0, "access": "read",
+        "path_truncated": false
+    }));
+    let mut profile = Profile::default();
+    profile.record(&normal);
+    let export = profiles::export::export("/web", "r1", serde_json::Value::Null, &profile);
+    let profile_file = dir.join("web.json");
+    std::fs::write(&profile_file, profiles::export::to_json(&export)).unwrap();
+
+    let shell = event(serde_json::json!({
+        "kind": "exec", "filename": "/bin/sh", "argv": ["/bin/sh", "-c", "id"],
+        "argv_truncated": false
+    }));
+    let trace = [&normal, &shell, &normal, &shell]
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let trace_file = dir.join("trace.jsonl");
+    std::fs::write(&trace_file, trace).unwrap();
+
+    let out = Command::new(baseliner_bin())
+        .args(["replay", "--json", "--profile"])
+        .arg(&profile_file)
+        .arg(&trace_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 1, "the repeat aggregates: {alerts:#?}");
+    assert_eq!(alerts[0]["severity"], "high", "{:#}", alerts[0]);
+    assert!(
+        alerts[0]["reasons"]
+            .to_string()
+            .contains("shell-from-server")
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("scored 4 events"), "{stderr}");
+
+    // Bad input: a clear error naming the line.
+    std::fs::write(&trace_file, "{\"schema\": 1}\n").unwrap();
+    let out = Command::new(baseliner_bin())
+        .args(["replay", "--profile"])
+        .arg(&profile_file)
+        .arg(&trace_file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 1: not an event"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
