@@ -926,3 +926,58 @@ async fn the_local_client_reports_api_errors() {
     let err = client.get::<Vec<u32>>("/v1/status").await.unwrap_err();
     assert!(matches!(err, ClientError::Decode(_)), "{err:?}");
 }
+
+// ---------------------------------------------------------------- alerts
+
+fn alert(workload: &str, path: &str, last_s: u64) -> scorer::alert::Alert {
+    let event: profiles::Event = serde_json::from_value(serde_json::json!({
+        "schema": 1, "ts_ns": last_s * S,
+        "workload": {"id": workload, "cgroup_id": 7, "cgroup": workload},
+        "pid": 1, "tid": 1, "ppid": 0, "uid": 0, "gid": 0, "comm": "x", "exe": path,
+        "kind": "exec", "filename": path, "argv": [path], "argv_truncated": false,
+    }))
+    .unwrap();
+    scorer::score::Scorer::default()
+        .score(
+            &event,
+            &profiles::model::Profile::default(),
+            &mut Default::default(),
+        )
+        .expect("a miner name alone raises an alert")
+}
+
+#[tokio::test]
+async fn alerts_are_listed_newest_first_and_filtered() {
+    let (fake, app) = setup();
+    fake.alerts.lock().unwrap().extend([
+        alert(NGINX, "/tmp/xmrig", 100),
+        alert(DB, "/tmp/minerd", 200),
+        alert(NGINX, "/usr/local/bin/cpuminer", 300),
+    ]);
+    let all: Vec<scorer::alert::Alert> = get(&app, "/v1/alerts").await.ok(JSON).decode();
+    let order: Vec<u64> = all.iter().map(|a| a.last_ns / S).collect();
+    assert_eq!(order, [300, 200, 100]);
+    let nginx: Vec<scorer::alert::Alert> = get(
+        &app,
+        &format!("/v1/alerts?workload={}", workload_segment(NGINX)),
+    )
+    .await
+    .ok(JSON)
+    .decode();
+    assert_eq!(nginx.len(), 2);
+    assert!(nginx.iter().all(|a| a.workload == NGINX));
+    let one: Vec<scorer::alert::Alert> = get(&app, "/v1/alerts?limit=1").await.ok(JSON).decode();
+    assert_eq!(one.len(), 1);
+    let detail = get(&app, "/v1/alerts?severity=urgent")
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    assert!(detail.contains("urgent"), "{detail}");
+    let none: Vec<scorer::alert::Alert> = get(&app, "/v1/alerts?severity=critical")
+        .await
+        .ok(JSON)
+        .decode();
+    assert!(
+        none.iter()
+            .all(|a| a.severity == scorer::alert::Severity::Critical)
+    );
+}

@@ -73,6 +73,8 @@ pub struct Fake {
     pub broken: bool,
     /// Calls of `set_mode` and `import`.
     pub writes: Mutex<usize>,
+    /// Stored alerts.
+    pub alerts: Mutex<Vec<scorer::alert::Alert>>,
 }
 
 impl Fake {
@@ -91,6 +93,7 @@ impl Fake {
             existing: BTreeSet::new(),
             broken: false,
             writes: Mutex::new(0),
+            alerts: Mutex::new(Vec::new()),
         }
     }
 
@@ -196,6 +199,11 @@ impl Agent for Fake {
         *self.writes.lock().unwrap() += 1;
         self.profiles.lock().unwrap().insert(key.clone(), profile);
         Ok(())
+    }
+
+    fn alerts(&self) -> Result<Vec<scorer::alert::Alert>, ApiError> {
+        self.check()?;
+        Ok(self.alerts.lock().unwrap().clone())
     }
 
     fn now_ns(&self) -> u64 {
