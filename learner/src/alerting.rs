@@ -16,7 +16,10 @@ use scorer::{
     score::{Scorer, WorkloadState},
 };
 
-use crate::recorder::Recorder;
+use crate::{
+    delivery::SharedOutbox,
+    recorder::{Recorder, now_ns},
+};
 
 /// The store tree alerts are kept in, by alert key.
 pub const ALERTS_TREE: &str = "alerts";
@@ -32,6 +35,7 @@ pub struct Alerter {
     profiles: HashMap<String, (Instant, Arc<Profile>)>,
     aggregator: Aggregator,
     out: Option<Box<dyn Write + Send>>,
+    outbox: Option<SharedOutbox>,
     /// Events scored.
     pub scored: u64,
     /// Alerts raised (new deviations).
@@ -49,10 +53,17 @@ impl Alerter {
             profiles: HashMap::new(),
             aggregator: Aggregator::default(),
             out,
+            outbox: None,
             scored: 0,
             raised: 0,
             repeats: 0,
         }
+    }
+
+    /// Also puts each raised alert in `outbox`, in the same durable write that stores it.
+    pub fn with_outbox(mut self, outbox: SharedOutbox) -> Alerter {
+        self.outbox = Some(outbox);
+        self
     }
 
     fn profile(&mut self, workload: &str, recorder: &mut Recorder) -> Result<Arc<Profile>> {
@@ -92,6 +103,13 @@ impl Alerter {
                 self.raised += 1;
                 // Durable before it is delivered: a crash after this line loses nothing.
                 store.put_json(ALERTS_TREE, alert.key.as_bytes(), &alert)?;
+                if let Some(outbox) = &self.outbox {
+                    outbox.lock().unwrap_or_else(|e| e.into_inner()).enqueue(
+                        store,
+                        &alert,
+                        now_ns(),
+                    )?;
+                }
                 store.flush()?;
                 tracing::warn!(workload = %alert.workload, severity = %alert.severity,
                     key = %alert.key, "{}", alert.summary);

@@ -14,6 +14,9 @@
 //!
 //! [alerts]
 //! jsonl = "/var/log/baseliner/alerts.jsonl"   # also write alerts here ("-": stdout)
+//! webhook_url = "https://alerts.example/hook"  # also POST each alert here (http or https)
+//! webhook_secret = "..."                       # HMAC-SHA256 key of X-Baseliner-Signature
+//! webhook_secret_file = "/etc/baseliner/webhook.secret"  # or read it from this file
 //! ```
 
 use std::{path::Path, time::Duration};
@@ -36,12 +39,32 @@ pub struct Config {
     pub alerts: AlertsConfig,
 }
 
-/// `[alerts]`: where alerts go besides the store.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `[alerts]`: where alerts go besides the store. Its `Debug` never shows the secret.
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsConfig {
     /// Write each alert as one JSON line to this file (`-`: standard output).
     pub jsonl: Option<std::path::PathBuf>,
+    /// POST each alert as JSON to this http(s) URL (delivered through the store's outbox).
+    pub webhook_url: Option<String>,
+    /// Key of the webhook's HMAC-SHA256 signature.
+    pub webhook_secret: Option<String>,
+    /// Read the webhook's key from this file (trailing newline trimmed) instead.
+    pub webhook_secret_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for AlertsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertsConfig")
+            .field("jsonl", &self.jsonl)
+            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("webhook_secret_file", &self.webhook_secret_file)
+            .finish()
+    }
 }
 
 /// `[learn]`: each field unset means the built-in default.
@@ -141,6 +164,19 @@ mod tests {
         assert_eq!(c.learn.max_entries, Some(500));
         assert_eq!(c.redact.secret_flags, ["--api-key"]);
         assert_eq!(Config::parse("").unwrap(), Config::default());
+        let c = Config::parse(
+            "[alerts]\nwebhook_url = \"http://127.0.0.1:9000/hook\"\nwebhook_secret = \"s\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.alerts.webhook_url.as_deref(),
+            Some("http://127.0.0.1:9000/hook")
+        );
+        assert_eq!(c.alerts.webhook_secret.as_deref(), Some("s"));
+        assert!(
+            !format!("{c:?}").contains("\"s\""),
+            "the secret stays out of Debug"
+        );
     }
 
     #[test]

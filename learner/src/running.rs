@@ -468,10 +468,12 @@ mod tests {
             .spawn()
             .unwrap();
         let child_pid = child.id();
-        // Wait until the child has exec'd sleep.
+        // Wait until the child has exec'd sleep and the new image's arguments are in place
+        // (exe switches before the argument pages are set up).
         for _ in 0..200 {
             if fs::read_link(format!("/proc/{child_pid}/exe"))
                 .is_ok_and(|p| p.file_name().is_some_and(|n| n == "sleep"))
+                && fs::read(format!("/proc/{child_pid}/cmdline")).is_ok_and(|c| c.ends_with(b"5\0"))
             {
                 break;
             }

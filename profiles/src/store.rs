@@ -314,6 +314,12 @@ impl Store {
             })
     }
 
+    /// Removes the JSON record under `key` in `tree`; durable after the next flush.
+    pub fn remove_json(&self, tree: &str, key: &[u8]) -> Result<(), StoreError> {
+        self.db.open_tree(tree)?.remove(key)?;
+        Ok(())
+    }
+
     /// Every JSON record of `tree`, in key order.
     pub fn all_json<T: serde::de::DeserializeOwned>(
         &self,

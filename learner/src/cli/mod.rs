@@ -4,6 +4,7 @@ mod alerts;
 mod capture;
 mod client;
 mod doctor;
+mod eval;
 mod mode;
 mod profile;
 mod replay;
@@ -42,6 +43,8 @@ enum Command {
     Alerts(alerts::Args),
     /// Score a recorded trace offline against an exported profile.
     Replay(replay::Args),
+    /// Detection quality on a recorded dataset: learn, hold back, attack.
+    Eval(eval::Args),
     /// The agent, its kernel statistics, and each workload's mode and learning progress.
     Status(status::Args),
 }
@@ -72,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mode(a) => mode::run(a),
         Command::Alerts(a) => alerts::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Status(a) => status::run(a),
     }
 }

@@ -15,6 +15,7 @@ use learner::{
     alerting::Alerter,
     config::{Config, DEFAULT_CONFIG},
     control::{Control, SharedRecorder},
+    delivery::{Delivery, Outbox, Webhook},
     kernel::KernelStats,
     recorder::{Recorder, default_settings, now_ns},
 };
@@ -61,6 +62,11 @@ pub struct Args {
     /// always kept in the store.
     #[arg(long, value_name = "PATH")]
     alerts_jsonl: Option<PathBuf>,
+    /// Also POST each alert as JSON to this http(s) URL, signed with the secret in
+    /// BASELINER_WEBHOOK_SECRET (or the configuration's); undelivered alerts are retried, also
+    /// across restarts.
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
     /// Seconds between writes of changed profiles to the store.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     flush_interval: f64,
@@ -94,6 +100,7 @@ struct Learner {
     last_flush: Instant,
     last_auto: Instant,
     errors: u64,
+    delivery: Option<Delivery>,
 }
 
 impl Sink for Learner {
@@ -113,6 +120,10 @@ impl Sink for Learner {
     }
 
     fn tick(&mut self) -> anyhow::Result<()> {
+        // Starts a delivery pass on the runtime; never waits on the network.
+        if let Some(d) = &mut self.delivery {
+            d.poll();
+        }
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         if self.last_auto.elapsed() >= Duration::from_secs(5) {
             r.auto_alert(now_ns())
@@ -160,6 +171,30 @@ fn open_store(dir: &Path) -> anyhow::Result<Store> {
     })
 }
 
+/// The webhook's signing key: BASELINER_WEBHOOK_SECRET, else the configuration's secret file,
+/// else its secret.
+fn webhook_secret(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
+    if let Some(s) = std::env::var_os("BASELINER_WEBHOOK_SECRET").filter(|s| !s.is_empty()) {
+        return Ok(Some(s.into_encoded_bytes()));
+    }
+    if let Some(p) = &config.alerts.webhook_secret_file {
+        let text = std::fs::read(p)
+            .with_context(|| format!("reading the webhook secret {}", p.display()))?;
+        let trimmed = text.trim_ascii_end().to_vec();
+        anyhow::ensure!(
+            !trimmed.is_empty(),
+            "the webhook secret {} is empty",
+            p.display()
+        );
+        return Ok(Some(trimmed));
+    }
+    Ok(config
+        .alerts
+        .webhook_secret
+        .as_ref()
+        .map(|s| s.as_bytes().to_vec()))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (opts, duration) = args.watch.options()?;
     let interval = Duration::try_from_secs_f64(args.flush_interval).map_err(|_| {
@@ -171,6 +206,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let settings = args.settings(&config);
     let redactor = Redactor::new(&config.redact)?;
+    let webhook = match args
+        .webhook_url
+        .as_ref()
+        .or(config.alerts.webhook_url.as_ref())
+    {
+        None => None,
+        Some(url) => {
+            let secret = webhook_secret(&config)?;
+            if secret.is_none() {
+                tracing::warn!("no webhook secret: alerts are sent unsigned");
+            }
+            Some(Webhook::new(url, secret.as_deref())?)
+        }
+    };
     let store = open_store(&args.store)?;
     let socket = socket_path(&args.store, args.socket.as_deref());
     tracing::info!(store = %args.store.display(), socket = %socket.display(),
@@ -205,14 +254,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("opening the alert output {}", p.display()))?,
             )),
         };
+    let mut alerter = Alerter::new(alerts_out);
+    let mut delivery = None;
+    if let Some(webhook) = webhook {
+        let outbox = {
+            let r = recorder.lock().unwrap_or_else(|e| e.into_inner());
+            Outbox::load(r.store(), now_ns()).context("reading the alert outbox")?
+        };
+        tracing::info!(url = %webhook.url(), pending = outbox.pending(), "delivering alerts to a webhook");
+        let outbox = Arc::new(Mutex::new(outbox));
+        alerter = alerter.with_outbox(outbox.clone());
+        delivery = Some(Delivery::new(recorder.clone(), outbox, webhook));
+    }
     let mut learner = Learner {
         recorder: recorder.clone(),
-        alerter: Alerter::new(alerts_out),
+        alerter,
         runtime,
         interval,
         last_flush: Instant::now(),
         last_auto: Instant::now(),
         errors: 0,
+        delivery,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -238,6 +300,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (stats, cap) = result?;
     let errors = learner.errors;
     let (scored, raised) = (learner.alerter.scored, learner.alerter.raised);
+    if let Some(d) = &learner.delivery {
+        let s = d.stats();
+        eprintln!(
+            "webhook: {} alerts delivered, {} failed sends, {} pending",
+            s.delivered, s.failed, s.pending
+        );
+    }
     drop(learner);
     let r = recorder.lock().unwrap_or_else(|e| e.into_inner());
     eprintln!(

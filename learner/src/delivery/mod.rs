@@ -1,0 +1,117 @@
+//! Alert delivery to a webhook through a durable outbox.
+//!
+//! An alert is put in the outbox in the same durable write that stores it (see
+//! [`crate::alerting::Alerter`]); a delivery pass, spawned on the agent's runtime from its tick,
+//! sends due entries and removes each only once the receiver answered 2xx. A failed send is
+//! retried with exponential backoff; a restarted agent retries what is pending at once.
+
+pub mod outbox;
+pub mod webhook;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+pub use outbox::{Outbox, OutboxEntry};
+pub use webhook::Webhook;
+
+use crate::{control::SharedRecorder, recorder::now_ns};
+
+/// Entries sent by one delivery pass at most.
+const BATCH: usize = 8;
+
+/// The outbox as shared by the alerter and the delivery passes.
+pub type SharedOutbox = Arc<Mutex<Outbox>>;
+
+/// Runs delivery passes, one at a time, on the current tokio runtime.
+pub struct Delivery {
+    recorder: SharedRecorder,
+    outbox: SharedOutbox,
+    webhook: Arc<Webhook>,
+    pass: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Delivery {
+    /// Delivery of `outbox`'s entries to `webhook`; the store is reached through `recorder`.
+    pub fn new(recorder: SharedRecorder, outbox: SharedOutbox, webhook: Webhook) -> Delivery {
+        Delivery {
+            recorder,
+            outbox,
+            webhook: Arc::new(webhook),
+            pass: None,
+        }
+    }
+
+    /// Delivery counts so far.
+    pub fn stats(&self) -> DeliveryStats {
+        let ob = lock(&self.outbox);
+        DeliveryStats {
+            delivered: ob.delivered,
+            failed: ob.failed,
+            pending: ob.pending(),
+        }
+    }
+
+    /// Starts a delivery pass when none is running and an entry is due. Never waits on the
+    /// network; must be called from within a tokio runtime.
+    pub fn poll(&mut self) {
+        if self.pass.as_ref().is_some_and(|p| !p.is_finished()) {
+            return;
+        }
+        self.pass = None;
+        let due = lock(&self.outbox).has_due(now_ns());
+        if due {
+            let (recorder, outbox, webhook) = (
+                self.recorder.clone(),
+                self.outbox.clone(),
+                self.webhook.clone(),
+            );
+            self.pass = Some(tokio::spawn(pass(recorder, outbox, webhook)));
+        }
+    }
+}
+
+/// Delivery counts for status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryStats {
+    /// Alerts the receiver took (2xx) since the agent started.
+    pub delivered: u64,
+    /// Failed sends since the agent started (each is retried).
+    pub failed: u64,
+    /// Alerts waiting for delivery.
+    pub pending: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends the due entries (a few at most); locks are held only between sends.
+async fn pass(recorder: SharedRecorder, outbox: SharedOutbox, webhook: Arc<Webhook>) {
+    let due = lock(&outbox).due(now_ns(), BATCH);
+    for entry in due {
+        let result = webhook.send(&entry.key, &entry.payload).await;
+        // Lock order as in the event path: recorder, then outbox.
+        let r = lock(&recorder);
+        let mut ob = lock(&outbox);
+        match result {
+            Ok(()) => {
+                tracing::debug!(key = %entry.key, attempts = entry.attempts + 1, "alert delivered");
+                if let Err(e) = ob.delivered(r.store(), entry.seq) {
+                    tracing::warn!(key = %entry.key, error = %e, "delivered alert not removed from the outbox");
+                }
+            }
+            Err(err) => match ob.retry(r.store(), entry.seq, now_ns()) {
+                Ok(wait) => tracing::warn!(key = %entry.key, error = %err,
+                    retry_in = %humantime::format_duration(round(wait)), "alert delivery failed"),
+                Err(e) => tracing::warn!(key = %entry.key, error = %err, store_error = %e,
+                    "alert delivery failed; retry not recorded"),
+            },
+        }
+    }
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
