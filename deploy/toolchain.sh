@@ -12,7 +12,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 # Debian packages: only what is missing, so a warm machine makes no network calls.
 want_pkgs=(iproute2 ca-certificates)
-[ "${BASELINER_TEST_PACKAGES:-0}" = 1 ] && want_pkgs+=(util-linux python3 gcc-multilib)
+[ "${BASELINER_TEST_PACKAGES:-0}" = 1 ] && want_pkgs+=(util-linux python3 gcc-multilib prometheus-alertmanager)
 missing=()
 for p in "${want_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

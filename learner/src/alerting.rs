@@ -17,7 +17,7 @@ use scorer::{
 };
 
 use crate::{
-    delivery::SharedOutbox,
+    delivery::{self, SharedOutbox, falco},
     recorder::{Recorder, now_ns},
 };
 
@@ -35,6 +35,7 @@ pub struct Alerter {
     profiles: HashMap<String, (Instant, Arc<Profile>)>,
     aggregator: Aggregator,
     out: Option<Box<dyn Write + Send>>,
+    falco: Option<Box<dyn Write + Send>>,
     outbox: Option<SharedOutbox>,
     /// Events scored.
     pub scored: u64,
@@ -53,6 +54,7 @@ impl Alerter {
             profiles: HashMap::new(),
             aggregator: Aggregator::default(),
             out,
+            falco: None,
             outbox: None,
             scored: 0,
             raised: 0,
@@ -63,6 +65,12 @@ impl Alerter {
     /// Also puts each raised alert in `outbox`, in the same durable write that stores it.
     pub fn with_outbox(mut self, outbox: SharedOutbox) -> Alerter {
         self.outbox = Some(outbox);
+        self
+    }
+
+    /// Also writes each raised alert as one line of Falco's JSON output to `out`.
+    pub fn with_falco(mut self, out: Box<dyn Write + Send>) -> Alerter {
+        self.falco = Some(out);
         self
     }
 
@@ -134,6 +142,12 @@ impl Alerter {
             writeln!(out, "{line}")
                 .and_then(|_| out.flush())
                 .context("writing the alert output")?;
+        }
+        if let Some(out) = &mut self.falco {
+            let line = serde_json::to_string(&falco::record(alert, delivery::hostname()))?;
+            writeln!(out, "{line}")
+                .and_then(|_| out.flush())
+                .context("writing the Falco output")?;
         }
         Ok(())
     }

@@ -17,6 +17,8 @@
 //! webhook_url = "https://alerts.example/hook"  # also POST each alert here (http or https)
 //! webhook_secret = "..."                       # HMAC-SHA256 key of X-Baseliner-Signature
 //! webhook_secret_file = "/etc/baseliner/webhook.secret"  # or read it from this file
+//! alertmanager_url = "http://127.0.0.1:9093"  # also send each alert to Alertmanager (API v2)
+//! falco_jsonl = "/var/log/baseliner/falco.jsonl"  # also write alerts as Falco JSON ("-": stdout)
 //! ```
 
 use std::{path::Path, time::Duration};
@@ -51,6 +53,11 @@ pub struct AlertsConfig {
     pub webhook_secret: Option<String>,
     /// Read the webhook's key from this file (trailing newline trimmed) instead.
     pub webhook_secret_file: Option<std::path::PathBuf>,
+    /// Send each alert to this Alertmanager (its base URL; alerts are POSTed to
+    /// `/api/v2/alerts`, delivered through the store's outbox).
+    pub alertmanager_url: Option<String>,
+    /// Write each alert as one line of Falco's JSON output to this file (`-`: standard output).
+    pub falco_jsonl: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for AlertsConfig {
@@ -63,6 +70,8 @@ impl std::fmt::Debug for AlertsConfig {
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("webhook_secret_file", &self.webhook_secret_file)
+            .field("alertmanager_url", &self.alertmanager_url)
+            .field("falco_jsonl", &self.falco_jsonl)
             .finish()
     }
 }
@@ -173,6 +182,15 @@ mod tests {
             Some("http://127.0.0.1:9000/hook")
         );
         assert_eq!(c.alerts.webhook_secret.as_deref(), Some("s"));
+        let c = Config::parse(
+            "[alerts]\nalertmanager_url = \"http://127.0.0.1:9093\"\nfalco_jsonl = \"-\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.alerts.alertmanager_url.as_deref(),
+            Some("http://127.0.0.1:9093")
+        );
+        assert_eq!(c.alerts.falco_jsonl.as_deref(), Some(Path::new("-")));
         assert!(
             !format!("{c:?}").contains("\"s\""),
             "the secret stays out of Debug"

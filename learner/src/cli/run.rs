@@ -15,7 +15,7 @@ use learner::{
     alerting::Alerter,
     config::{Config, DEFAULT_CONFIG},
     control::{Control, SharedRecorder},
-    delivery::{Delivery, Outbox, Webhook},
+    delivery::{Delivery, Destination, Outbox, Webhook, alertmanager},
     kernel::KernelStats,
     recorder::{Recorder, default_settings, now_ns},
 };
@@ -67,6 +67,14 @@ pub struct Args {
     /// across restarts.
     #[arg(long, value_name = "URL")]
     webhook_url: Option<String>,
+    /// Also send each alert to this Alertmanager (base URL, e.g. http://127.0.0.1:9093; POSTed
+    /// to /api/v2/alerts); undelivered alerts are retried, also across restarts.
+    #[arg(long, value_name = "URL")]
+    alertmanager_url: Option<String>,
+    /// Also write each alert as one line of Falco's JSON output to this file (`-`: standard
+    /// output), for falcosidekick.
+    #[arg(long, value_name = "PATH")]
+    falco_jsonl: Option<PathBuf>,
     /// Seconds between writes of changed profiles to the store.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     flush_interval: f64,
@@ -195,6 +203,24 @@ fn webhook_secret(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
         .map(|s| s.as_bytes().to_vec()))
 }
 
+/// An append-mode output at `path` (`-`: standard output), if given; `what` names it in errors.
+fn open_output(
+    path: Option<&PathBuf>,
+    what: &str,
+) -> anyhow::Result<Option<Box<dyn std::io::Write + Send>>> {
+    Ok(match path {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
+        Some(p) => Some(Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening the {what} {}", p.display()))?,
+        )),
+    })
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (opts, duration) = args.watch.options()?;
     let interval = Duration::try_from_secs_f64(args.flush_interval).map_err(|_| {
@@ -220,6 +246,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(Webhook::new(url, secret.as_deref())?)
         }
     };
+    let alertmanager = match args
+        .alertmanager_url
+        .as_ref()
+        .or(config.alerts.alertmanager_url.as_ref())
+    {
+        None => None,
+        Some(url) => Some(alertmanager::sender(url)?),
+    };
     let store = open_store(&args.store)?;
     let socket = socket_path(&args.store, args.socket.as_deref());
     tracing::info!(store = %args.store.display(), socket = %socket.display(),
@@ -242,29 +276,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         kernel: serde_json::Value::Null,
     }));
     let control = Control::new(recorder.clone(), Some(runtime.clone()));
-    let alerts_out: Option<Box<dyn std::io::Write + Send>> =
-        match args.alerts_jsonl.as_ref().or(config.alerts.jsonl.as_ref()) {
-            None => None,
-            Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
-            Some(p) => Some(Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .with_context(|| format!("opening the alert output {}", p.display()))?,
-            )),
-        };
+    let alerts_out = open_output(
+        args.alerts_jsonl.as_ref().or(config.alerts.jsonl.as_ref()),
+        "alert output",
+    )?;
+    let falco_out = open_output(
+        args.falco_jsonl
+            .as_ref()
+            .or(config.alerts.falco_jsonl.as_ref()),
+        "Falco output",
+    )?;
     let mut alerter = Alerter::new(alerts_out);
-    let mut delivery = None;
+    if let Some(out) = falco_out {
+        alerter = alerter.with_falco(out);
+    }
+    let mut senders = Vec::new();
     if let Some(webhook) = webhook {
+        tracing::info!(url = %webhook.url(), "delivering alerts to a webhook");
+        senders.push((Destination::Webhook, webhook));
+    }
+    if let Some(am) = alertmanager {
+        tracing::info!(url = %am.url(), "delivering alerts to Alertmanager");
+        senders.push((Destination::Alertmanager, am));
+    }
+    let mut delivery = None;
+    if !senders.is_empty() {
         let outbox = {
             let r = recorder.lock().unwrap_or_else(|e| e.into_inner());
             Outbox::load(r.store(), now_ns()).context("reading the alert outbox")?
-        };
-        tracing::info!(url = %webhook.url(), pending = outbox.pending(), "delivering alerts to a webhook");
+        }
+        .with_destinations(senders.iter().map(|(d, _)| *d).collect());
+        tracing::info!(pending = outbox.pending(), "alert outbox loaded");
         let outbox = Arc::new(Mutex::new(outbox));
         alerter = alerter.with_outbox(outbox.clone());
-        delivery = Some(Delivery::new(recorder.clone(), outbox, webhook));
+        delivery = Some(Delivery::new(recorder.clone(), outbox, senders));
     }
     let mut learner = Learner {
         recorder: recorder.clone(),
@@ -303,7 +348,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(d) = &learner.delivery {
         let s = d.stats();
         eprintln!(
-            "webhook: {} alerts delivered, {} failed sends, {} pending",
+            "alert delivery: {} alerts delivered, {} failed sends, {} pending",
             s.delivered, s.failed, s.pending
         );
     }

@@ -1,10 +1,13 @@
-//! Alert delivery to a webhook through a durable outbox.
+//! Alert delivery to a webhook and to Alertmanager through a durable outbox (one entry per
+//! destination), and the Falco JSON rendering of alerts.
 //!
 //! An alert is put in the outbox in the same durable write that stores it (see
 //! [`crate::alerting::Alerter`]); a delivery pass, spawned on the agent's runtime from its tick,
 //! sends due entries and removes each only once the receiver answered 2xx. A failed send is
 //! retried with exponential backoff; a restarted agent retries what is pending at once.
 
+pub mod alertmanager;
+pub mod falco;
 pub mod outbox;
 pub mod webhook;
 
@@ -13,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-pub use outbox::{Outbox, OutboxEntry};
+pub use outbox::{Destination, Outbox, OutboxEntry};
 pub use webhook::Webhook;
 
 use crate::{control::SharedRecorder, recorder::now_ns};
@@ -28,17 +31,42 @@ pub type SharedOutbox = Arc<Mutex<Outbox>>;
 pub struct Delivery {
     recorder: SharedRecorder,
     outbox: SharedOutbox,
-    webhook: Arc<Webhook>,
+    senders: Senders,
     pass: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The sender of each destination.
+type Senders = Arc<Vec<(Destination, Webhook)>>;
+
+/// This machine's host name (empty when unknown), read once.
+pub fn hostname() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it
+        // (or truncates, which the search for NUL below handles).
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        if rc != 0 {
+            return String::new();
+        }
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    })
+}
+
 impl Delivery {
-    /// Delivery of `outbox`'s entries to `webhook`; the store is reached through `recorder`.
-    pub fn new(recorder: SharedRecorder, outbox: SharedOutbox, webhook: Webhook) -> Delivery {
+    /// Delivery of `outbox`'s entries to each destination's sender; the store is reached
+    /// through `recorder`. The outbox should be set to the same destinations
+    /// ([`Outbox::with_destinations`]).
+    pub fn new(
+        recorder: SharedRecorder,
+        outbox: SharedOutbox,
+        senders: Vec<(Destination, Webhook)>,
+    ) -> Delivery {
         Delivery {
             recorder,
             outbox,
-            webhook: Arc::new(webhook),
+            senders: Arc::new(senders),
             pass: None,
         }
     }
@@ -62,12 +90,12 @@ impl Delivery {
         self.pass = None;
         let due = lock(&self.outbox).has_due(now_ns());
         if due {
-            let (recorder, outbox, webhook) = (
+            let (recorder, outbox, senders) = (
                 self.recorder.clone(),
                 self.outbox.clone(),
-                self.webhook.clone(),
+                self.senders.clone(),
             );
-            self.pass = Some(tokio::spawn(pass(recorder, outbox, webhook)));
+            self.pass = Some(tokio::spawn(pass(recorder, outbox, senders)));
         }
     }
 }
@@ -88,24 +116,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Sends the due entries (a few at most); locks are held only between sends.
-async fn pass(recorder: SharedRecorder, outbox: SharedOutbox, webhook: Arc<Webhook>) {
+async fn pass(recorder: SharedRecorder, outbox: SharedOutbox, senders: Senders) {
     let due = lock(&outbox).due(now_ns(), BATCH);
     for entry in due {
-        let result = webhook.send(&entry.key, &entry.payload).await;
+        let Some((_, sender)) = senders.iter().find(|(d, _)| *d == entry.dest) else {
+            continue;
+        };
+        let dest = entry.dest.as_str();
+        let result = sender.send(&entry.key, &entry.payload).await;
         // Lock order as in the event path: recorder, then outbox.
         let r = lock(&recorder);
         let mut ob = lock(&outbox);
         match result {
             Ok(()) => {
-                tracing::debug!(key = %entry.key, attempts = entry.attempts + 1, "alert delivered");
+                tracing::debug!(key = %entry.key, dest, attempts = entry.attempts + 1, "alert delivered");
                 if let Err(e) = ob.delivered(r.store(), entry.seq) {
                     tracing::warn!(key = %entry.key, error = %e, "delivered alert not removed from the outbox");
                 }
             }
             Err(err) => match ob.retry(r.store(), entry.seq, now_ns()) {
-                Ok(wait) => tracing::warn!(key = %entry.key, error = %err,
+                Ok(wait) => tracing::warn!(key = %entry.key, dest, error = %err,
                     retry_in = %humantime::format_duration(round(wait)), "alert delivery failed"),
-                Err(e) => tracing::warn!(key = %entry.key, error = %err, store_error = %e,
+                Err(e) => tracing::warn!(key = %entry.key, dest, error = %err, store_error = %e,
                     "alert delivery failed; retry not recorded"),
             },
         }

@@ -17,6 +17,36 @@ const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Longest retry delay.
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
+/// Where an outbox entry goes. Entries written before destinations existed are webhook
+/// entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// The webhook: the alert as stored, signed.
+    #[default]
+    Webhook,
+    /// Alertmanager's API v2: a one-alert array.
+    Alertmanager,
+}
+
+impl Destination {
+    /// The lower-case name used in JSON and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Destination::Webhook => "webhook",
+            Destination::Alertmanager => "alertmanager",
+        }
+    }
+
+    /// What is sent to this destination for `alert`.
+    pub fn payload(self, alert: &Alert) -> Result<serde_json::Value, serde_json::Error> {
+        match self {
+            Destination::Webhook => serde_json::to_value(alert),
+            Destination::Alertmanager => Ok(super::alertmanager::payload(alert, super::hostname())),
+        }
+    }
+}
+
 /// One alert waiting for delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
@@ -30,6 +60,9 @@ pub struct OutboxEntry {
     pub next_attempt_ns: u64,
     /// The alert as delivered.
     pub payload: serde_json::Value,
+    /// Where it goes (absent in entries of older agents: the webhook).
+    #[serde(default)]
+    pub dest: Destination,
 }
 
 /// The pending entries and delivery counters.
@@ -41,6 +74,9 @@ pub struct Outbox {
     pub delivered: u64,
     /// Failed sends since the agent started.
     pub failed: u64,
+    /// The destinations of this run (`None`: the webhook only). Entries for others stay
+    /// pending, untouched, until an agent with that destination runs.
+    destinations: Option<Vec<Destination>>,
 }
 
 impl Outbox {
@@ -64,19 +100,41 @@ impl Outbox {
         })
     }
 
-    /// Puts `alert` in the outbox, due at `now_ns`; durable with the store's next flush.
+    /// Sends to `destinations` in this run: [`Outbox::enqueue`] puts one entry per destination
+    /// and only their entries are due.
+    pub fn with_destinations(mut self, destinations: Vec<Destination>) -> Outbox {
+        self.destinations = Some(destinations);
+        self
+    }
+
+    fn destinations(&self) -> &[Destination] {
+        self.destinations
+            .as_deref()
+            .unwrap_or(&[Destination::Webhook])
+    }
+
+    fn enabled(&self, dest: Destination) -> bool {
+        self.destinations().contains(&dest)
+    }
+
+    /// Puts `alert` in the outbox, one entry per destination, due at `now_ns`; durable with the
+    /// store's next flush.
     pub fn enqueue(&mut self, store: &Store, alert: &Alert, now_ns: u64) -> Result<(), StoreError> {
-        let payload = serde_json::to_value(alert).map_err(|e| StoreError::Codec {
-            key: alert.key.clone(),
-            source: profiles::codec::CodecError::Json(e.to_string()),
-        })?;
-        self.push(store, &alert.key, payload, now_ns)
+        for dest in self.destinations().to_vec() {
+            let payload = dest.payload(alert).map_err(|e| StoreError::Codec {
+                key: alert.key.clone(),
+                source: profiles::codec::CodecError::Json(e.to_string()),
+            })?;
+            self.push(store, &alert.key, dest, payload, now_ns)?;
+        }
+        Ok(())
     }
 
     fn push(
         &mut self,
         store: &Store,
         key: &str,
+        dest: Destination,
         payload: serde_json::Value,
         now_ns: u64,
     ) -> Result<(), StoreError> {
@@ -86,6 +144,7 @@ impl Outbox {
             attempts: 0,
             next_attempt_ns: now_ns,
             payload,
+            dest,
         };
         store.put_json(OUTBOX_TREE, &entry.seq.to_be_bytes(), &entry)?;
         self.next_seq += 1;
@@ -100,14 +159,16 @@ impl Outbox {
 
     /// Whether an entry is due at `now_ns`.
     pub fn has_due(&self, now_ns: u64) -> bool {
-        self.pending.values().any(|e| e.next_attempt_ns <= now_ns)
+        self.pending
+            .values()
+            .any(|e| e.next_attempt_ns <= now_ns && self.enabled(e.dest))
     }
 
     /// Up to `max` entries due at `now_ns`, oldest first.
     pub fn due(&self, now_ns: u64, max: usize) -> Vec<OutboxEntry> {
         self.pending
             .values()
-            .filter(|e| e.next_attempt_ns <= now_ns)
+            .filter(|e| e.next_attempt_ns <= now_ns && self.enabled(e.dest))
             .take(max)
             .cloned()
             .collect()
@@ -158,8 +219,14 @@ mod tests {
             let store = Store::open_waiting(&dir, Duration::from_secs(10)).unwrap();
             let mut ob = Outbox::load(&store, now).unwrap();
             for k in ["a", "b", "c"] {
-                ob.push(&store, k, serde_json::json!({ "key": k }), now)
-                    .unwrap();
+                ob.push(
+                    &store,
+                    k,
+                    Destination::Webhook,
+                    serde_json::json!({ "key": k }),
+                    now,
+                )
+                .unwrap();
             }
             let keys = |v: Vec<OutboxEntry>| v.into_iter().map(|e| e.key).collect::<Vec<_>>();
             assert_eq!(keys(ob.due(now, 2)), ["a", "b"]);
@@ -180,10 +247,44 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("a", 1), ("c", 0)]
         );
-        ob.push(&store, "d", serde_json::Value::Null, now).unwrap();
+        ob.push(
+            &store,
+            "d",
+            Destination::Webhook,
+            serde_json::Value::Null,
+            now,
+        )
+        .unwrap();
         assert_eq!(ob.due(now, 8).last().map(|e| e.seq), Some(3));
+        // Alertmanager entries wait for an agent that sends to Alertmanager.
+        ob.push(
+            &store,
+            "e",
+            Destination::Alertmanager,
+            serde_json::Value::Null,
+            now,
+        )
+        .unwrap();
+        assert_eq!(ob.due(now, 8).len(), 3);
+        let ob = ob.with_destinations(vec![Destination::Alertmanager]);
+        assert_eq!(
+            ob.due(now, 8)
+                .iter()
+                .map(|e| e.key.as_str())
+                .collect::<Vec<_>>(),
+            ["e"]
+        );
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn entries_of_older_agents_go_to_the_webhook() {
+        let e: OutboxEntry = serde_json::from_str(
+            r#"{"seq":1,"key":"k","attempts":0,"next_attempt_ns":5,"payload":null}"#,
+        )
+        .unwrap();
+        assert_eq!(e.dest, Destination::Webhook);
     }
 
     #[test]
