@@ -82,6 +82,9 @@ pub struct TraceResult {
     pub max_severity: Option<Severity>,
     /// Attack traces: event time of the first alert minus the attack start, in milliseconds.
     pub time_to_alert_ms: Option<f64>,
+    /// Attack traces: alerts raised by the normal traffic before the attack started (false
+    /// alarms too).
+    pub alerts_before_attack: Option<usize>,
     /// The summaries of the alerts raised (for reading the table).
     pub summaries: Vec<String>,
 }
@@ -154,6 +157,7 @@ pub fn evaluate(traces: Vec<Trace>, cfg: &EvalConfig) -> Vec<TraceResult> {
             detected: None,
             max_severity: None,
             time_to_alert_ms: None,
+            alerts_before_attack: None,
             summaries: alerts.iter().map(|a| a.summary.clone()).collect(),
         });
     }
@@ -182,6 +186,7 @@ pub fn evaluate(traces: Vec<Trace>, cfg: &EvalConfig) -> Vec<TraceResult> {
                 .map(|a| a.first_ns)
                 .min()
                 .map(|t0| t0.saturating_sub(start) as f64 / 1e6),
+            alerts_before_attack: Some(alerts.len() - after.len()),
             summaries: alerts.iter().map(|a| a.summary.clone()).collect(),
         });
     }

@@ -60,9 +60,10 @@ fn render(results: &[TraceResult]) -> String {
                 r.seconds
             ),
             (_, Some(true)) => format!(
-                "detected ({}) after {:.0} ms",
+                "detected ({}) after {:.0} ms; {} alerts before the attack",
                 r.max_severity.map_or("?", |s| s.as_str()),
-                r.time_to_alert_ms.unwrap_or(0.0)
+                r.time_to_alert_ms.unwrap_or(0.0),
+                r.alerts_before_attack.unwrap_or(0)
             ),
             _ => "MISSED".to_string(),
         };
@@ -70,8 +71,12 @@ fn render(results: &[TraceResult]) -> String {
             "{:10} {:16} {:7} {:>7} {:>7}  {result}\n",
             r.workload, r.trace, r.kind, r.events_scored, r.alerts
         );
-        for s in &r.summaries {
+        const SHOWN: usize = 4;
+        for s in r.summaries.iter().take(SHOWN) {
             out += &format!("{:44}- {s}\n", "");
+        }
+        if r.summaries.len() > SHOWN {
+            out += &format!("{:44}  … {} more\n", "", r.summaries.len() - SHOWN);
         }
     }
     out

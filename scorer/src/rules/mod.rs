@@ -6,6 +6,7 @@
 //! | rule | file | fires on | weight |
 //! |---|---|---|---|
 //! | `crypto-miner` | [`miner`] | exec, connect (any event's comm/exe for the name) | 0.45–0.97 |
+//! | `reverse-shell` | [`reverse_shell`] | exec handing a shell to a socket (`>& /dev/tcp`, `nc -e`, …) | 0.92 |
 //! | `sensitive-file` | [`sensitive`] | open of credentials, keys, tokens | 0.5–0.8 |
 //! | `writable-exec` | [`writable_exec`] | exec under /tmp, /var/tmp, /dev/shm | 0.55 / 0.7 hidden |
 //! | `shell-from-server` | [`shell`] | exec of a shell by a non-shell, non-login parent | 0.75 |
@@ -17,6 +18,7 @@ pub mod drift;
 pub mod miner;
 pub mod privilege;
 pub mod ptrace;
+pub mod reverse_shell;
 pub mod sensitive;
 pub mod shell;
 pub mod writable_exec;
@@ -61,6 +63,11 @@ pub const RULES: &[Rule] = &[
         name: miner::RULE,
         scope: Scope::Always,
         check: miner::check,
+    },
+    Rule {
+        name: reverse_shell::RULE,
+        scope: Scope::Always,
+        check: reverse_shell::check,
     },
     Rule {
         name: sensitive::RULE,
