@@ -183,7 +183,7 @@ fn net_entry(ep: &Endpoint) -> NetEntry {
 /// The entries an event records, in order: an exec gives its exec entry and, when the parent is
 /// known, a lineage entry; an open a file entry; a connect, listen or UDP bind a network entry.
 /// Events that carry no profile entry (ptrace, set*id, a bind to an ephemeral port) give none.
-pub(crate) fn event_entries(e: &Event) -> Vec<DiffEntry> {
+pub fn event_entries(e: &Event) -> Vec<DiffEntry> {
     match &e.detail {
         EventDetail::Exec {
             filename,

@@ -1,29 +1,10 @@
 //! The profile entries an event stands for, and what an alert is about.
 //!
-//! [`event_entries`] mirrors what [`profiles::model::Profile::record`] records for an event (the
-//! profiles crate keeps its own copy crate-private); a unit test holds the two together.
+//! [`event_entries`] is what [`profiles::model::Profile::record`] records for an event.
 
 use std::fmt::Write as _;
 
-use profiles::{
-    Event, EventDetail, Family, Protocol,
-    diff::DiffEntry,
-    generalize,
-    model::{ExecEntry, FileEntry, LineageEntry, NetEntry},
-};
-
-fn net_entry(ep: &profiles::Endpoint) -> NetEntry {
-    let addr = match ep.family {
-        Family::Unix if ep.addr.starts_with('/') => generalize::path(&ep.addr),
-        _ => ep.addr.clone(),
-    };
-    NetEntry {
-        family: ep.family,
-        protocol: ep.protocol,
-        addr,
-        port: ep.port,
-    }
-}
+use profiles::{Event, EventDetail, Protocol, diff::DiffEntry, generalize};
 
 /// True when the event records a profile entry: exec, open, connect, a listen with a known
 /// address, a UDP bind to a fixed port. Ptrace, set*id and the rest carry none, so a profile
@@ -39,39 +20,7 @@ pub(crate) fn has_entries(e: &Event) -> bool {
     }
 }
 
-/// The entries an event records, in order: exec then lineage (when the parent is known), or
-/// the one file, connect or listen entry; none when [`has_entries`] is false.
-pub(crate) fn event_entries(e: &Event) -> Vec<DiffEntry> {
-    match &e.detail {
-        EventDetail::Exec {
-            filename,
-            argv,
-            argv_unknown,
-            ..
-        } => {
-            let path = generalize::path(filename);
-            let args = (!argv_unknown).then(|| generalize::argv(argv.get(1..).unwrap_or(&[])));
-            let lineage = e.parent_exe.as_ref().map(|parent| {
-                DiffEntry::Lineage(LineageEntry {
-                    parent: generalize::path(parent),
-                    child: path.clone(),
-                })
-            });
-            let exec = DiffEntry::Exec(ExecEntry { path, args });
-            std::iter::once(exec).chain(lineage).collect()
-        }
-        EventDetail::Open { path, access, .. } => vec![DiffEntry::File(FileEntry {
-            path: generalize::path(path),
-            access: *access,
-        })],
-        EventDetail::Connect { dest } => vec![DiffEntry::Connect(net_entry(dest))],
-        EventDetail::Listen { local: Some(local) } => vec![DiffEntry::Listen(net_entry(local))],
-        EventDetail::Bind { local } if local.protocol == Protocol::Udp && local.port != 0 => {
-            vec![DiffEntry::Listen(net_entry(local))]
-        }
-        _ => Vec::new(),
-    }
-}
+pub(crate) use profiles::model::event_entries;
 
 /// The event's main entry rendered ([`DiffEntry`]'s `Display`): the exec entry of an exec,
 /// the file, connect or listen entry otherwise; `None` when it records none.
@@ -132,7 +81,7 @@ pub(crate) fn subject(e: &Event) -> String {
 
 #[cfg(test)]
 mod tests {
-    use profiles::{Access, Endpoint, model::Profile};
+    use profiles::{Access, Endpoint, Family, model::Profile};
 
     use super::*;
     use crate::test_support::{event, exec};
