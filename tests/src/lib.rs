@@ -401,3 +401,70 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let code = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((code, body.to_string()))
 }
+
+/// The wallet a miner-like program passes with `-u` (a Monero address shape).
+pub const MINER_WALLET: &str = "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A";
+
+/// Writes `data.txt` in `dir` and returns the alert tests' "normal" workload: a bash loop that
+/// reads it and lists `/` three times.
+pub fn normal_workload(dir: &Path) -> String {
+    let data = dir.join("data.txt");
+    fs::write(&data, "x").expect("writing data.txt");
+    format!(
+        "for i in 1 2 3; do /bin/cat {} >/dev/null; /bin/ls / >/dev/null; done",
+        data.display()
+    )
+}
+
+/// `baseliner mode set WORKLOAD MODE --store STORE`; panics unless it succeeds.
+pub fn set_mode(store: &Path, workload: &str, mode: &str) {
+    run_cli_ok(store, &["mode", "set", workload, mode]);
+}
+
+/// Runs `normal` in `cg` while an agent captures it, lets the agent flush (600 ms), then
+/// switches the workload to alert mode.
+pub fn learn_then_alert(cg: &TestCgroup, store: &Path, normal: &str) {
+    cg.run_bash(normal);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    set_mode(store, &cg.rel, "alert");
+}
+
+/// Writes an executable miner-like bash script at `path` (creating its directory) that opens
+/// and closes a TCP connection to 127.0.0.1:$POOL_PORT.
+pub fn write_miner(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("creating the miner's directory");
+    }
+    fs::write(
+        path,
+        "#!/bin/bash\nexec 3<>/dev/tcp/127.0.0.1/$POOL_PORT\nexec 3>&-\n",
+    )
+    .expect("writing the miner");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+        .expect("making the miner executable");
+}
+
+/// Runs the miner written by [`write_miner`] in `cg` with xmrig-like arguments (a stratum pool
+/// URL, a wallet, `--donate-level`) against a fresh loopback "pool"; panics unless it succeeds.
+pub fn run_miner(cg: &TestCgroup, miner: &Path) {
+    let pool = loopback_listener();
+    let status = cg
+        .command(miner)
+        .args([
+            "-o",
+            &format!("stratum+tcp://127.0.0.1:{pool}"),
+            "-u",
+            MINER_WALLET,
+            "--donate-level",
+            "1",
+        ])
+        .env("POOL_PORT", pool.to_string())
+        .status()
+        .expect("starting the miner");
+    assert!(
+        status.success(),
+        "miner {} failed: {status}",
+        miner.display()
+    );
+}

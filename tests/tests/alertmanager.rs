@@ -3,14 +3,14 @@
 //! 10 seconds, and a Falco JSON line with priority Critical is written.
 
 use std::{
-    os::unix::fs::PermissionsExt,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use baseliner_tests::{
-    LearnAgent, TestCgroup, baseliner_bin, free_port, http_get, live_enabled, loopback_listener,
+    LearnAgent, TestCgroup, free_port, http_get, learn_then_alert, live_enabled, normal_workload,
+    run_miner, write_miner,
 };
 
 /// A running Alertmanager, killed when dropped.
@@ -92,13 +92,8 @@ fn a_miner_alert_reaches_alertmanager_and_the_falco_output() {
     let am = Alertmanager::start(&dir);
     let store = dir.join("store");
     let falco = dir.join("falco.jsonl");
-    let data = dir.join("data.txt");
-    std::fs::write(&data, "x").unwrap();
     let cg = TestCgroup::new("alertmanager").unwrap();
-    let normal = format!(
-        "for i in 1 2 3; do /bin/cat {} >/dev/null; /bin/ls / >/dev/null; done",
-        data.display()
-    );
+    let normal = normal_workload(&dir);
     let url = format!("http://127.0.0.1:{}", am.port);
     let agent = LearnAgent::start(
         &store,
@@ -113,40 +108,12 @@ fn a_miner_alert_reaches_alertmanager_and_the_falco_output() {
         ],
     )
     .unwrap();
-    cg.run_bash(&normal);
-    std::thread::sleep(Duration::from_millis(600));
-    let out = Command::new(baseliner_bin())
-        .args(["mode", "set", &cg.rel, "alert", "--store"])
-        .arg(&store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    learn_then_alert(&cg, &store, &normal);
 
-    let pool = loopback_listener();
     let miner = dir.join("xmrig");
-    std::fs::write(
-        &miner,
-        "#!/bin/bash\nexec 3<>/dev/tcp/127.0.0.1/$POOL_PORT\nexec 3>&-\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&miner, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_miner(&miner);
     let started = Instant::now();
-    let status = cg
-        .command(&miner)
-        .args([
-            "-o",
-            &format!("stratum+tcp://127.0.0.1:{pool}"),
-            "--donate-level",
-            "1",
-        ])
-        .env("POOL_PORT", pool.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_miner(&cg, &miner);
     let alert = loop {
         let alerts = am.alerts();
         if let Some(a) = alerts.iter().find(|a| {

@@ -2,13 +2,11 @@
 //! running agent, then a miner-like program starts in it. The alert names the miner signs, is in
 //! the store, and reaches the alert output within 2 seconds; the learned behaviour raises nothing.
 
-use std::{
-    os::unix::fs::PermissionsExt,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use baseliner_tests::{LearnAgent, TestCgroup, baseliner_bin, live_enabled, loopback_listener};
+use baseliner_tests::{
+    LearnAgent, TestCgroup, learn_then_alert, live_enabled, normal_workload, run_miner, write_miner,
+};
 
 #[test]
 fn a_miner_in_an_alerting_workload_raises_a_critical_alert() {
@@ -18,13 +16,8 @@ fn a_miner_in_an_alerting_workload_raises_a_critical_alert() {
     let dir = baseliner_tests::temp_dir("alerts");
     let store = dir.join("store");
     let alerts = dir.join("alerts.jsonl");
-    let data = dir.join("data.txt");
-    std::fs::write(&data, "x").unwrap();
     let cg = TestCgroup::new("alerts").unwrap();
-    let normal = format!(
-        "for i in 1 2 3; do /bin/cat {} >/dev/null; /bin/ls / >/dev/null; done",
-        data.display()
-    );
+    let normal = normal_workload(&dir);
     let agent = LearnAgent::start(
         &store,
         &[&cg.path],
@@ -36,18 +29,7 @@ fn a_miner_in_an_alerting_workload_raises_a_critical_alert() {
         ],
     )
     .unwrap();
-    cg.run_bash(&normal);
-    std::thread::sleep(Duration::from_millis(600));
-    let out = Command::new(baseliner_bin())
-        .args(["mode", "set", &cg.rel, "alert", "--store"])
-        .arg(&store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    learn_then_alert(&cg, &store, &normal);
 
     // What was learned raises nothing.
     cg.run_bash(&normal);
@@ -56,29 +38,10 @@ fn a_miner_in_an_alerting_workload_raises_a_critical_alert() {
     assert_eq!(lines(), "", "learned behaviour raised an alert");
 
     // A miner-like program: its name, a stratum pool URL and a connect to the pool.
-    let pool = loopback_listener();
     let miner = dir.join("xmrig");
-    std::fs::write(
-        &miner,
-        "#!/bin/bash\nexec 3<>/dev/tcp/127.0.0.1/$POOL_PORT\nexec 3>&-\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&miner, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_miner(&miner);
     let started = Instant::now();
-    let status = cg
-        .command(&miner)
-        .args([
-            "-o",
-            &format!("stratum+tcp://127.0.0.1:{pool}"),
-            "-u",
-            "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A",
-            "--donate-level",
-            "1",
-        ])
-        .env("POOL_PORT", pool.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_miner(&cg, &miner);
     let alert: serde_json::Value = loop {
         let text = lines();
         if let Some(line) = text.lines().find(|l| l.contains("xmrig")) {

@@ -7,9 +7,6 @@ use std::{
     collections::HashMap,
     io::{BufRead, BufReader, Read, Write},
     net::TcpListener,
-    os::unix::fs::PermissionsExt,
-    path::Path,
-    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -17,7 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use baseliner_tests::{LearnAgent, TestCgroup, baseliner_bin, live_enabled, loopback_listener};
+use baseliner_tests::{
+    LearnAgent, TestCgroup, learn_then_alert, live_enabled, normal_workload, run_miner, write_miner,
+};
 use learner::delivery::webhook::signature;
 
 const SECRET: &str = "webhook-test-secret";
@@ -127,32 +126,6 @@ fn serve(s: std::net::TcpStream) -> Option<Request> {
     Some(Request { headers, body })
 }
 
-/// Writes the miner-like script of tests/tests/alerts.rs at `path` and runs it in `cg`.
-fn run_miner(cg: &TestCgroup, path: &Path) {
-    let pool = loopback_listener();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(
-        path,
-        "#!/bin/bash\nexec 3<>/dev/tcp/127.0.0.1/$POOL_PORT\nexec 3>&-\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let status = cg
-        .command(path)
-        .args([
-            "-o",
-            &format!("stratum+tcp://127.0.0.1:{pool}"),
-            "-u",
-            "44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A",
-            "--donate-level",
-            "1",
-        ])
-        .env("POOL_PORT", pool.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// The request's body as JSON, after checking its signature and key header.
 fn verified(r: &Request) -> serde_json::Value {
     let sig = r.headers.get("x-baseliner-signature").expect("signed");
@@ -177,8 +150,7 @@ fn alerts_reach_the_webhook_also_after_an_outage_and_a_crash() {
     let dir = baseliner_tests::temp_dir("webhook");
     let store = dir.join("store");
     let alerts = dir.join("alerts.jsonl");
-    let data = dir.join("data.txt");
-    std::fs::write(&data, "x").unwrap();
+    let normal = normal_workload(&dir);
     let receiver = Receiver::start(0);
     let port = receiver.port;
     let config = dir.join("config.toml");
@@ -199,25 +171,13 @@ fn alerts_reach_the_webhook_also_after_an_outage_and_a_crash() {
         config.to_str().unwrap(),
     ];
     let agent = LearnAgent::start(&store, &[&cg.path], &extra).unwrap();
-    cg.run_bash(&format!(
-        "for i in 1 2 3; do /bin/cat {} >/dev/null; /bin/ls / >/dev/null; done",
-        data.display()
-    ));
-    std::thread::sleep(Duration::from_millis(600));
-    let out = Command::new(baseliner_bin())
-        .args(["mode", "set", &cg.rel, "alert", "--store"])
-        .arg(&store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    learn_then_alert(&cg, &store, &normal);
     std::thread::sleep(Duration::from_millis(300));
 
     // Delivered within 2 s, signed.
-    run_miner(&cg, &dir.join("xmrig"));
+    let miner = dir.join("xmrig");
+    write_miner(&miner);
+    run_miner(&cg, &miner);
     let first = verified(&receiver.wait_for("xmrig", Duration::from_secs(2)));
     assert_eq!(first["workload"], cg.rel.as_str());
     assert_eq!(first["severity"], "critical", "{first:#}");
@@ -227,7 +187,9 @@ fn alerts_reach_the_webhook_also_after_an_outage_and_a_crash() {
     receiver.stop();
     let lines = || std::fs::read_to_string(&alerts).unwrap_or_default();
     let before = lines().lines().count();
-    run_miner(&cg, &dir.join("other").join("xmrig"));
+    let other = dir.join("other").join("xmrig");
+    write_miner(&other);
+    run_miner(&cg, &other);
     let started = Instant::now();
     let second: serde_json::Value = loop {
         let text = lines();
