@@ -299,6 +299,7 @@ impl Recorder {
         };
         let limits = Limits {
             max_entries: self.settings.max_entries,
+            ..Limits::default()
         };
         let outcome = res.stored.record_bounded(&event, &limits);
         for wd in &outcome.widenings {

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     diff::protocol_name,
-    event::{Event, Family},
+    event::{Event, EventDetail, Family},
     generalize,
     learning::Learning,
     model::{EntryKind, ExecEntry, FileEntry, LineageEntry, NetEntry, Profile, Seen},
@@ -61,13 +61,83 @@ pub struct Limits {
     /// Most entries a profile holds, all kinds together (execs, lineage, files, connects and
     /// listens); beyond it entries are widened. Default [`DEFAULT_MAX_ENTRIES`].
     pub max_entries: usize,
+    /// Most distinct files of one access class directly in one directory; one more and they
+    /// collapse to `dir/*` (generalisation, not incompleteness: a directory of many distinct
+    /// names, such as a cache, is learned as "any file here"). Default
+    /// [`DEFAULT_MAX_DIR_CHILDREN`].
+    #[serde(default = "default_max_dir_children")]
+    pub max_dir_children: usize,
+}
+
+/// Default of [`Limits::max_dir_children`].
+pub const DEFAULT_MAX_DIR_CHILDREN: usize = 64;
+
+fn default_max_dir_children() -> usize {
+    DEFAULT_MAX_DIR_CHILDREN
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_entries: DEFAULT_MAX_ENTRIES,
+            max_dir_children: DEFAULT_MAX_DIR_CHILDREN,
         }
+    }
+}
+
+impl Profile {
+    /// When the directory of `file` holds more than `max` distinct files of `file`'s access
+    /// class directly, folds them into `dir/*` (their counts and times merged); returns how
+    /// many entries were folded. Costs one range scan of that directory.
+    pub fn collapse_crowded_dir(&mut self, file: &FileEntry, max: usize) -> usize {
+        let Some(dir) = generalize::parent_dir(&file.path) else {
+            return 0;
+        };
+        let prefix = if dir == "/" {
+            "/".to_string()
+        } else {
+            format!("{dir}/")
+        };
+        let start = FileEntry {
+            path: prefix.clone(),
+            access: file.access,
+        };
+        let children: Vec<FileEntry> = self
+            .files
+            .range(start..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.path.starts_with(&prefix))
+            .filter(|k| {
+                let rest = &k.path[prefix.len()..];
+                k.access == file.access
+                    && !rest.is_empty()
+                    && !rest.trim_end_matches('/').contains('/')
+                    && !rest.starts_with('*')
+            })
+            .cloned()
+            .collect();
+        if children.len() <= max {
+            return 0;
+        }
+        let mut seen: Option<Seen> = None;
+        for k in &children {
+            if let Some(s) = self.files.remove(k) {
+                match &mut seen {
+                    Some(acc) => acc.merge(&s),
+                    None => seen = Some(s),
+                }
+            }
+        }
+        if let Some(s) = seen {
+            self.files
+                .entry(FileEntry {
+                    path: format!("{prefix}*"),
+                    access: file.access,
+                })
+                .and_modify(|e| e.merge(&s))
+                .or_insert(s);
+        }
+        children.len()
     }
 }
 
@@ -773,7 +843,19 @@ impl StoredProfile {
     /// over the bound (a constant-time check) are entries widened and the learning state marked
     /// incomplete with the reason ([`Learning::note_widening`]).
     pub fn record_bounded(&mut self, event: &Event, limits: &Limits) -> RecordOutcome {
-        let new = self.profile.record_with(event, self.learning.widened());
+        // Covering patterns are looked up only for entries without an exact match, so this
+        // costs nothing on repeats; it keeps collapsed directories from growing back.
+        let new = self.profile.record_with(event, true);
+        if new.contains(&EntryKind::File)
+            && let EventDetail::Open { path, access, .. } = &event.detail
+        {
+            let file = FileEntry {
+                path: generalize::path(path),
+                access: *access,
+            };
+            self.profile
+                .collapse_crowded_dir(&file, limits.max_dir_children);
+        }
         self.learning.changed(&new, event.ts_ns);
         let over = !new.is_empty() && self.profile.len() > limits.max_entries;
         if !over {
@@ -786,6 +868,7 @@ impl StoredProfile {
         // widening round of its own.
         let target = Limits {
             max_entries: limits.max_entries - limits.max_entries / 10,
+            ..*limits
         };
         let widenings = self.profile.widen_to(&target);
         for w in &widenings {

@@ -193,11 +193,14 @@ fn a_learned_profile_is_exact_durable_and_stable() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        show_profile(&store, &cg.rel),
-        before,
-        "a rejected import changes nothing"
-    );
+    // The stored state, not the progress figures computed from the clock.
+    let after = show_profile(&store, &cg.rel);
+    for field in ["profile", "learning", "revision"] {
+        assert_eq!(
+            after[field], before[field],
+            "a rejected import changes nothing"
+        );
+    }
     let out = Command::new(baseliner_bin())
         .args(["profile", "diff"])
         .arg(&exported)

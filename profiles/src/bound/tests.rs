@@ -95,7 +95,10 @@ fn rendered(ws: &[Widening]) -> Vec<String> {
 
 #[test]
 fn many_files_in_one_directory_collapse_and_stay_bounded() {
-    let limits = Limits { max_entries: 10 };
+    let limits = Limits {
+        max_entries: 10,
+        max_dir_children: usize::MAX,
+    };
     let mut sp = StoredProfile {
         profile: Profile::default(),
         learning: Learning::new(0),
@@ -143,7 +146,10 @@ fn many_files_in_one_directory_collapse_and_stay_bounded() {
 
 #[test]
 fn widening_is_counted_once_per_kind() {
-    let limits = Limits { max_entries: 3 };
+    let limits = Limits {
+        max_entries: 3,
+        max_dir_children: usize::MAX,
+    };
     let mut sp = StoredProfile {
         profile: Profile::default(),
         learning: Learning::new(0),
@@ -194,7 +200,10 @@ fn each_kind_widens_its_own_way() {
     }
     let total = p.len();
     // The largest kind first (ties in profile order), least widening first.
-    let widenings = p.widen_to(&Limits { max_entries: 10 });
+    let widenings = p.widen_to(&Limits {
+        max_entries: 10,
+        max_dir_children: usize::MAX,
+    });
     assert_eq!(
         rendered(&widenings),
         [
@@ -221,7 +230,10 @@ fn each_kind_widens_its_own_way() {
 
     // Further: lineage children by directory, then upwards; addresses of one /16 with any port;
     // programs by directory, with any arguments; unix sockets by directory.
-    let widenings = p.widen_to(&Limits { max_entries: 5 });
+    let widenings = p.widen_to(&Limits {
+        max_entries: 5,
+        max_dir_children: usize::MAX,
+    });
     assert_eq!(
         rendered(&widenings),
         [
@@ -249,12 +261,18 @@ fn lineage_with_distinct_parents_and_children_widens_both_sides() {
         p.lineage.insert(lineage(parent, child), Seen::at(1));
     }
     p.lineage.insert(lineage("/etc/e", "/srv/f"), Seen::at(1));
-    let w = p.widen_to(&Limits { max_entries: 2 });
+    let w = p.widen_to(&Limits {
+        max_entries: 2,
+        max_dir_children: usize::MAX,
+    });
     assert_eq!(
         rendered(&w),
         ["lineage: 2 entries collapsed to /usr/** -> /opt/**"]
     );
-    let w = p.widen_to(&Limits { max_entries: 1 });
+    let w = p.widen_to(&Limits {
+        max_entries: 1,
+        max_dir_children: usize::MAX,
+    });
     assert_eq!(rendered(&w), ["lineage: 2 entries collapsed to /** -> /**"]);
 }
 
@@ -285,7 +303,10 @@ fn patterns_group_only_above_their_wildcard_tail() {
     for path in ["/a/*/*", "/a/*/*/*"] {
         p.files.insert(file(path), Seen::at(1));
     }
-    p.widen_to(&Limits { max_entries: 1 });
+    p.widen_to(&Limits {
+        max_entries: 1,
+        max_dir_children: usize::MAX,
+    });
     assert_eq!(keys(&p.files), [file("/a/**")]);
 }
 
@@ -299,19 +320,28 @@ fn directories_collapse_upwards_and_the_root_comes_last() {
         .insert(net(Family::Inet, "10.0.0.1", 80), Seen::at(1));
     p.connects
         .insert(net(Family::Inet, "192.168.0.1", 80), Seen::at(1));
-    let w = p.widen_to(&Limits { max_entries: 5 });
+    let w = p.widen_to(&Limits {
+        max_entries: 5,
+        max_dir_children: usize::MAX,
+    });
     assert_eq!(
         rendered(&w),
         ["files: 3 read entries below /srv collapsed to /srv/*/*"]
     );
     p.files.insert(file("/srv/d/e/f"), Seen::at(1));
-    let w = p.widen_to(&Limits { max_entries: 5 });
+    let w = p.widen_to(&Limits {
+        max_entries: 5,
+        max_dir_children: usize::MAX,
+    });
     assert_eq!(
         rendered(&w),
         ["files: 2 read entries below /srv collapsed to /srv/**"]
     );
     // Nothing but the root is left for files; the network widens to /8 first, then any address.
-    let w = p.widen_to(&Limits { max_entries: 2 });
+    let w = p.widen_to(&Limits {
+        max_entries: 2,
+        max_dir_children: usize::MAX,
+    });
     assert_eq!(
         rendered(&w),
         [
@@ -328,11 +358,17 @@ fn deep_and_directory_entries_are_covered_correctly() {
     for path in ["/a/b/**", "/a/c/", "/a/d/", "/a/e", "/a/f", "/"] {
         p.files.insert(file(path), Seen::at(1));
     }
-    p.widen_to(&Limits { max_entries: 4 });
+    p.widen_to(&Limits {
+        max_entries: 4,
+        max_dir_children: usize::MAX,
+    });
     let expected = [file("/"), file("/a/*"), file("/a/*/"), file("/a/b/**")];
     assert_eq!(keys(&p.files), expected);
     // `/` cannot be covered by any pattern, so it stays even when that breaks the bound.
-    p.widen_to(&Limits { max_entries: 0 });
+    p.widen_to(&Limits {
+        max_entries: 0,
+        max_dir_children: usize::MAX,
+    });
     assert_eq!(keys(&p.files), [file("/"), file("/a/**")]);
 }
 
@@ -404,7 +440,10 @@ fn coverage_of_entries() {
 
 #[test]
 fn recording_after_widening_counts_on_the_widened_entry() {
-    let limits = Limits { max_entries: 2 };
+    let limits = Limits {
+        max_entries: 2,
+        max_dir_children: usize::MAX,
+    };
     let mut sp = StoredProfile {
         profile: Profile::default(),
         learning: Learning::new(0),
@@ -579,7 +618,7 @@ proptest! {
         p in profile(),
         max_entries in 30usize..100,
     ) {
-        let limits = Limits { max_entries };
+        let limits = Limits { max_entries, max_dir_children: usize::MAX };
         let mut w = p.clone();
         let steps = w.widen_to(&limits);
         prop_assert!(w.len() <= max_entries, "{} > {max_entries}:\n{}", w.len(), dump(&w));
@@ -603,7 +642,7 @@ proptest! {
         es in events(),
         max_entries in 30usize..60,
     ) {
-        let limits = Limits { max_entries };
+        let limits = Limits { max_entries, max_dir_children: usize::MAX };
         let mut sp = StoredProfile { profile: Profile::default(), learning: Learning::new(0) };
         let mut widened = false;
         for e in &es {
@@ -630,4 +669,45 @@ proptest! {
             prop_assert_eq!(twice[&kind].0, 2 * count);
         }
     }
+}
+
+#[test]
+fn a_crowded_directory_collapses_without_making_the_profile_incomplete() {
+    let limits = Limits {
+        max_entries: 1000,
+        max_dir_children: 8,
+    };
+    let mut sp = StoredProfile {
+        profile: Profile::default(),
+        learning: Learning::new(0),
+    };
+    sp.record_bounded(&open(1, "/etc/app.conf"), &limits);
+    for i in 0..8 {
+        sp.record_bounded(
+            &open(10 + i, &format!("/var/cache/app/{}", name(i as usize))),
+            &limits,
+        );
+    }
+    assert_eq!(
+        sp.profile.files.len(),
+        9,
+        "up to the threshold, every file is its own entry"
+    );
+    let out = sp.record_bounded(&open(20, &format!("/var/cache/app/{}", name(8))), &limits);
+    assert_eq!(out.new, [EntryKind::File]);
+    assert_eq!(
+        keys(&sp.profile.files),
+        [file("/etc/app.conf"), file("/var/cache/app/*")],
+        "the ninth distinct file collapses the directory"
+    );
+    let folded = sp.profile.files[&file("/var/cache/app/*")];
+    assert_eq!((folded.count, folded.first_ns, folded.last_ns), (9, 10, 20));
+    // Later files there count on the pattern; nothing is incomplete.
+    let out = sp.record_bounded(&open(30, &format!("/var/cache/app/{}", name(20))), &limits);
+    assert!(out.new.is_empty());
+    assert_eq!(sp.profile.files[&file("/var/cache/app/*")].count, 10);
+    assert!(sp.learning.incomplete.is_empty());
+    // Deeper entries and other directories are left alone.
+    sp.record_bounded(&open(40, "/var/cache/app/sub/x"), &limits);
+    assert!(sp.profile.files.contains_key(&file("/var/cache/app/sub/x")));
 }
