@@ -76,6 +76,19 @@ impl std::fmt::Debug for AlertsConfig {
     }
 }
 
+impl LearnConfig {
+    /// The learning settings: what is set here over the built-in defaults.
+    pub fn settings(&self) -> api::Settings {
+        let d = crate::recorder::default_settings(Mode::Learn);
+        api::Settings {
+            default_mode: self.default_mode.unwrap_or(d.default_mode),
+            stable_after: self.stable_after.unwrap_or(d.stable_after),
+            auto_alert_after: self.auto_alert_after.or(d.auto_alert_after),
+            max_entries: self.max_entries.unwrap_or(d.max_entries),
+        }
+    }
+}
+
 /// `[learn]`: each field unset means the built-in default.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use profiles::{Event, EventDetail, model::Profile, redact::Redactor};
+use profiles::{Event, model::Profile, redact::Redactor};
 use scorer::{
     alert::{Aggregator, Alert, Observed, Severity},
     score::{Scorer, WorkloadState},
@@ -121,9 +121,7 @@ pub fn evaluate(traces: Vec<Trace>, cfg: &EvalConfig) -> Vec<TraceResult> {
         .map(|mut t| {
             for e in &mut t.events {
                 e.workload.id = t.info.workload.clone();
-                if let EventDetail::Exec { argv, .. } = &mut e.detail {
-                    *argv = redactor.redact_argv(argv).0;
-                }
+                redactor.redact_event(e);
             }
             t
         })

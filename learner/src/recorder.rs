@@ -230,11 +230,7 @@ impl Recorder {
 
     /// Removes secrets from an event's arguments (counted in [`Recorder::redactions`]).
     pub fn redact(&mut self, event: &mut Event) {
-        if let EventDetail::Exec { argv, .. } = &mut event.detail {
-            let (clean, n) = self.redactor.redact_argv(argv);
-            *argv = clean;
-            self.redactions += n as u64;
-        }
+        self.redactions += self.redactor.redact_event(event) as u64;
     }
 
     /// The profile of `workload`'s latest revision (the one that changed last), if any.
@@ -257,10 +253,16 @@ impl Recorder {
     }
 
     /// Records one event when its workload is learning. Returns whether it was recorded.
-    pub fn record(&mut self, mut event: Event) -> Result<bool> {
+    pub fn record(&mut self, event: Event) -> Result<bool> {
         if self.mode(&event.workload.id)? != Mode::Learn {
             return Ok(false);
         }
+        self.learn(event)
+    }
+
+    /// Records one event of a workload the caller knows is learning (its mode already looked
+    /// up). Returns whether it was recorded.
+    pub fn learn(&mut self, mut event: Event) -> Result<bool> {
         if event.existing {
             // Found running at start-up: its timestamp is the process's start, possibly days
             // ago. It is observed now, and that is when learning it begins.

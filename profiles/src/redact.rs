@@ -184,6 +184,17 @@ impl Redactor {
         (out, count)
     }
 
+    /// Redacts an exec event's arguments in place; returns the replacements (0 for other
+    /// events). Everything that stores or scores events goes through this.
+    pub fn redact_event(&self, event: &mut crate::Event) -> usize {
+        let crate::EventDetail::Exec { argv, .. } = &mut event.detail else {
+            return 0;
+        };
+        let (clean, n) = self.redact_argv(argv);
+        *argv = clean;
+        n
+    }
+
     /// Redacts one string (an argument, path or URL); returns it and the replacements.
     pub fn redact_str(&self, s: &str) -> (String, usize) {
         let may_match =

@@ -128,6 +128,14 @@ impl ProfileKey {
     }
 }
 
+/// A JSON record under `key` could not be written or read.
+fn json_error(key: &[u8], e: serde_json::Error) -> StoreError {
+    StoreError::Codec {
+        key: String::from_utf8_lossy(key).into_owned(),
+        source: CodecError::Json(e.to_string()),
+    }
+}
+
 /// The agent's embedded store.
 pub struct Store {
     db: sled::Db,
@@ -289,10 +297,7 @@ impl Store {
         key: &[u8],
         value: &T,
     ) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Codec {
-            key: String::from_utf8_lossy(key).into_owned(),
-            source: CodecError::Json(e.to_string()),
-        })?;
+        let bytes = serde_json::to_vec(value).map_err(|e| json_error(key, e))?;
         self.db.open_tree(tree)?.insert(key, bytes)?;
         Ok(())
     }
@@ -308,10 +313,7 @@ impl Store {
         };
         serde_json::from_slice(&v)
             .map(Some)
-            .map_err(|e| StoreError::Codec {
-                key: String::from_utf8_lossy(key).into_owned(),
-                source: CodecError::Json(e.to_string()),
-            })
+            .map_err(|e| json_error(key, e))
     }
 
     /// Removes the JSON record under `key` in `tree`; durable after the next flush.
@@ -328,10 +330,7 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.db.open_tree(tree)?.iter() {
             let (k, v) = kv?;
-            out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Codec {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                source: CodecError::Json(e.to_string()),
-            })?);
+            out.push(serde_json::from_slice(&v).map_err(|e| json_error(&k, e))?);
         }
         Ok(out)
     }

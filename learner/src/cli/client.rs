@@ -11,9 +11,9 @@ use api::client::Client;
 use learner::{
     config::{Config, DEFAULT_CONFIG},
     control::Control,
-    recorder::{Recorder, default_settings},
+    recorder::Recorder,
 };
-use profiles::{mode::Mode, redact::Redactor, store::Store};
+use profiles::{redact::Redactor, store::Store};
 
 use super::run::{DEFAULT_STORE, socket_path};
 
@@ -36,15 +36,9 @@ impl Target {
             return Ok(c);
         }
         let store = open_store(&self.store, &socket)?;
-        let config = Config::load(Path::new(DEFAULT_CONFIG), false)?;
-        let d = default_settings(Mode::Learn);
-        let c = config.learn;
-        let settings = api::Settings {
-            default_mode: c.default_mode.unwrap_or(d.default_mode),
-            stable_after: c.stable_after.unwrap_or(d.stable_after),
-            auto_alert_after: c.auto_alert_after,
-            max_entries: c.max_entries.unwrap_or(d.max_entries),
-        };
+        let settings = Config::load(Path::new(DEFAULT_CONFIG), false)?
+            .learn
+            .settings();
         let recorder = Recorder::with_settings(store, Redactor::default(), settings);
         let control = Control::new(Arc::new(Mutex::new(recorder)), None);
         Ok(Client::Local(api::app(Arc::new(control))))

@@ -59,9 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 profiles::event::SCHEMA_VERSION
             );
         }
-        if let profiles::EventDetail::Exec { argv, .. } = &mut event.detail {
-            *argv = redactor.redact_argv(argv).0;
-        }
+        redactor.redact_event(&mut event);
         events += 1;
         let state = states.entry(event.workload.id.clone()).or_default();
         let Some(alert) = scorer.score(&event, &export.profile, state) else {

@@ -13,11 +13,11 @@ use anyhow::Context as _;
 use api::{AgentRuntime, Settings};
 use learner::{
     alerting::Alerter,
-    config::{Config, DEFAULT_CONFIG},
+    config::{Config, DEFAULT_CONFIG, LearnConfig},
     control::{Control, SharedRecorder},
     delivery::{Delivery, Destination, Outbox, Webhook, alertmanager},
     kernel::KernelStats,
-    recorder::{Recorder, default_settings, now_ns},
+    recorder::{Recorder, now_ns},
 };
 use profiles::{mode::Mode, redact::Redactor, store::Store};
 
@@ -83,20 +83,14 @@ pub struct Args {
 impl Args {
     /// The settings: flags over the configuration file over the defaults.
     fn settings(&self, config: &Config) -> Settings {
-        let d = default_settings(Mode::Learn);
         let c = &config.learn;
-        Settings {
-            default_mode: self
-                .default_mode
-                .or(c.default_mode)
-                .unwrap_or(d.default_mode),
-            stable_after: self
-                .stable_after
-                .or(c.stable_after)
-                .unwrap_or(d.stable_after),
+        LearnConfig {
+            default_mode: self.default_mode.or(c.default_mode),
+            stable_after: self.stable_after.or(c.stable_after),
             auto_alert_after: self.auto_alert_after.or(c.auto_alert_after),
-            max_entries: self.max_entries.or(c.max_entries).unwrap_or(d.max_entries),
+            max_entries: self.max_entries.or(c.max_entries),
         }
+        .settings()
     }
 }
 
@@ -115,7 +109,7 @@ impl Sink for Learner {
     fn event(&mut self, e: profiles::Event) -> anyhow::Result<()> {
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         let result = match r.mode(&e.workload.id) {
-            Ok(Mode::Learn) => r.record(e).map(|_| ()),
+            Ok(Mode::Learn) => r.learn(e).map(|_| ()),
             Ok(Mode::Alert | Mode::Enforce) => self.alerter.handle(e, &mut r).map(|_| ()),
             Err(err) => Err(err),
         };
