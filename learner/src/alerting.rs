@@ -1,6 +1,9 @@
 //! Alert mode: events of workloads in alert (or enforce) mode are redacted and scored against
 //! their workload's profile. A new deviation becomes an alert that is written to the store and
 //! made durable before it is delivered; repeats aggregate on the stored alert.
+//!
+//! Beside each event, each workload's windows of activity are checked against the rate model
+//! fitted to the windows it learned ([`scorer::rates`]); an anomalous window is an alert too.
 
 use std::{
     collections::HashMap,
@@ -10,9 +13,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use profiles::{Event, model::Profile};
+use profiles::{Event, model::Profile, store::ProfileKey};
 use scorer::{
     alert::{Aggregator, Alert, Observed},
+    rates::{RateModel, RateWatch},
     score::{Scorer, WorkloadState},
 };
 
@@ -28,11 +32,21 @@ pub const ALERTS_TREE: &str = "alerts";
 /// and learning in another revision show up within this).
 const PROFILE_TTL: Duration = Duration::from_secs(5);
 
+/// What a workload is scored against, as last read.
+struct Baseline {
+    read: Instant,
+    profile: Arc<Profile>,
+    /// The profile the model was fitted for, and the windows it had seen.
+    fitted: Option<(ProfileKey, u64)>,
+    model: Option<Arc<RateModel>>,
+}
+
 /// Scores alerting workloads' events and raises alerts.
 pub struct Alerter {
     scorer: Scorer,
     states: HashMap<String, WorkloadState>,
-    profiles: HashMap<String, (Instant, Arc<Profile>)>,
+    windows: HashMap<String, RateWatch>,
+    baselines: HashMap<String, Baseline>,
     aggregator: Aggregator,
     out: Option<Box<dyn Write + Send>>,
     falco: Option<Box<dyn Write + Send>>,
@@ -51,7 +65,8 @@ impl Alerter {
         Alerter {
             scorer: Scorer::default(),
             states: HashMap::new(),
-            profiles: HashMap::new(),
+            windows: HashMap::new(),
+            baselines: HashMap::new(),
             aggregator: Aggregator::default(),
             out,
             falco: None,
@@ -74,37 +89,101 @@ impl Alerter {
         self
     }
 
-    fn profile(&mut self, workload: &str, recorder: &mut Recorder) -> Result<Arc<Profile>> {
-        if let Some((at, p)) = self.profiles.get(workload)
-            && at.elapsed() < PROFILE_TTL
+    /// The workload's profile and rate model, read again when older than [`PROFILE_TTL`].
+    fn baseline(
+        &mut self,
+        workload: &str,
+        recorder: &mut Recorder,
+    ) -> Result<(Arc<Profile>, Option<Arc<RateModel>>)> {
+        if let Some(b) = self.baselines.get(workload)
+            && b.read.elapsed() < PROFILE_TTL
         {
-            return Ok(p.clone());
+            return Ok((b.profile.clone(), b.model.clone()));
         }
-        let p = Arc::new(
-            recorder
-                .latest_profile(workload)?
-                .map(|s| s.profile)
-                .unwrap_or_default(),
-        );
-        self.profiles
-            .insert(workload.to_string(), (Instant::now(), p.clone()));
+        let latest = recorder.latest_profile(workload)?;
+        let old = self.baselines.remove(workload);
+        let mut b = Baseline {
+            read: Instant::now(),
+            profile: Arc::new(
+                latest
+                    .as_ref()
+                    .map(|(_, s)| s.profile.clone())
+                    .unwrap_or_default(),
+            ),
+            fitted: None,
+            model: None,
+        };
+        if let Some((key, _)) = latest
+            && let Some(samples) = recorder.rate_samples(&key)?
+        {
+            let current = Some((key, samples.seen));
+            match old {
+                Some(o) if o.fitted == current => b.model = o.model,
+                _ => {
+                    b.model = match RateModel::fit(&samples) {
+                        Ok(m) => Some(Arc::new(m)),
+                        Err(e) => {
+                            tracing::debug!(workload, "no rate model: {e}");
+                            None
+                        }
+                    }
+                }
+            }
+            b.fitted = current;
+        }
         // Verdicts cached against the previous copy may no longer hold (an import or an
         // approval can change entries without changing the count).
         if let Some(state) = self.states.get_mut(workload) {
             state.forget_coverage();
         }
-        Ok(p)
+        let out = (b.profile.clone(), b.model.clone());
+        self.baselines.insert(workload.to_string(), b);
+        Ok(out)
     }
 
-    /// Scores one event; returns the alert when it raised a new one (or re-announced a repeat).
-    pub fn handle(&mut self, mut event: Event, recorder: &mut Recorder) -> Result<Option<Alert>> {
+    /// Scores one event; returns the new alerts it raised: its own, and that of the window it
+    /// closed.
+    pub fn handle(&mut self, mut event: Event, recorder: &mut Recorder) -> Result<Vec<Alert>> {
         recorder.redact(&mut event);
-        let profile = self.profile(&event.workload.id, recorder)?;
-        let state = self.states.entry(event.workload.id.clone()).or_default();
-        self.scored += 1;
-        let Some(alert) = self.scorer.score(&event, &profile, state) else {
-            return Ok(None);
+        let (profile, model) = self.baseline(&event.workload.id, recorder)?;
+        let state = match self.states.get_mut(&event.workload.id) {
+            Some(s) => s,
+            None => self.states.entry(event.workload.id.clone()).or_default(),
         };
+        self.scored += 1;
+        let alert = self.scorer.score(&event, &profile, state);
+        let windows = match self.windows.get_mut(&event.workload.id) {
+            Some(w) => w,
+            None => self
+                .windows
+                .entry(event.workload.id.clone())
+                .or_insert_with(|| RateWatch::new(profiles::rates::DEFAULT_WINDOW_NS)),
+        };
+        let rate = windows.observe(model.as_deref(), &event, alert.as_ref());
+        let mut raised = Vec::new();
+        for a in alert.into_iter().chain(rate) {
+            raised.extend(self.raise(a, recorder)?);
+        }
+        Ok(raised)
+    }
+
+    /// Closes the windows of workloads gone quiet and raises their rate alerts.
+    pub fn tick(&mut self, now_ns: u64, recorder: &mut Recorder) -> Result<Vec<Alert>> {
+        let mut due = Vec::new();
+        for (workload, windows) in &mut self.windows {
+            let model = self.baselines.get(workload).and_then(|b| b.model.clone());
+            due.extend(windows.tick(model.as_deref(), now_ns));
+        }
+        let mut raised = Vec::new();
+        for a in due {
+            raised.extend(self.raise(a, recorder)?);
+        }
+        Ok(raised)
+    }
+
+    /// Stores a new alert durably (and in the outbox) before delivering it; counts a repeat on
+    /// the stored aggregate. Returns the alert when it was new.
+    fn raise(&mut self, alert: Alert, recorder: &Recorder) -> Result<Option<Alert>> {
         let store = recorder.store();
         match self.aggregator.observe(alert.clone()) {
             Observed::New => {

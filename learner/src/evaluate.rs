@@ -4,9 +4,15 @@
 
 use std::collections::HashMap;
 
-use profiles::{Event, model::Profile, redact::Redactor};
+use profiles::{
+    Event,
+    model::Profile,
+    rates::{DEFAULT_WINDOW_NS, RateLearner, RateSamples},
+    redact::Redactor,
+};
 use scorer::{
     alert::{Aggregator, Alert, Observed, Severity},
+    rates::{RateModel, RateWatch},
     score::{Scorer, WorkloadState},
 };
 use serde::{Deserialize, Serialize};
@@ -87,6 +93,9 @@ pub struct TraceResult {
     pub alerts_before_attack: Option<usize>,
     /// The summaries of the alerts raised (for reading the table).
     pub summaries: Vec<String>,
+    /// Normal traces: the rate model learned for the workload, or why there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_model: Option<String>,
 }
 
 fn time_span(events: &[Event]) -> (u64, u64) {
@@ -95,19 +104,64 @@ fn time_span(events: &[Event]) -> (u64, u64) {
     (first, last)
 }
 
-/// Scores `events` against `profile`; returns the new alerts at or above `min`.
-fn score(events: &[Event], profile: &Profile, min: Severity) -> Vec<Alert> {
+/// What was learned of one workload: its profile and the rate model of its windows.
+#[derive(Default)]
+struct Learned {
+    profile: Profile,
+    samples: RateSamples,
+    model: Option<RateModel>,
+}
+
+impl Learned {
+    fn learn<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
+        let mut windows = RateLearner::new(DEFAULT_WINDOW_NS);
+        self.samples = RateSamples::new(DEFAULT_WINDOW_NS);
+        for e in events {
+            let new = !self.profile.record(e).is_empty();
+            windows.observe(e, new, &mut self.samples);
+        }
+        self.model = RateModel::fit(&self.samples).ok();
+    }
+
+    /// The rate model in words.
+    fn describe_model(&self) -> String {
+        match (&self.model, RateModel::fit(&self.samples)) {
+            (Some(m), _) => format!(
+                "{} activity shapes from {} windows of {} s",
+                m.centroids.len(),
+                m.windows,
+                m.window_ns / 1_000_000_000
+            ),
+            (None, Err(e)) => format!("none: {e}"),
+            (None, Ok(_)) => "none".to_string(),
+        }
+    }
+}
+
+/// Scores `events` against what was learned, rate model included; returns the new alerts at or
+/// above `min`.
+fn score(events: &[Event], learned: &Learned, min: Severity) -> Vec<Alert> {
     let scorer = Scorer::default();
     let mut state = WorkloadState::default();
+    let mut windows = RateWatch::new(DEFAULT_WINDOW_NS);
     let mut agg = Aggregator::default();
     let mut out = Vec::new();
-    for e in events {
-        if let Some(a) = scorer.score(e, profile, &mut state)
-            && a.severity >= min
-            && matches!(agg.observe(a.clone()), Observed::New)
-        {
+    let mut keep = |a: Alert, out: &mut Vec<Alert>| {
+        if a.severity >= min && matches!(agg.observe(a.clone()), Observed::New) {
             out.push(a);
         }
+    };
+    for e in events {
+        let alert = scorer.score(e, &learned.profile, &mut state);
+        if let Some(r) = windows.observe(learned.model.as_ref(), e, alert.as_ref()) {
+            keep(r, &mut out);
+        }
+        if let Some(a) = alert {
+            keep(a, &mut out);
+        }
+    }
+    if let Some(r) = windows.tick(learned.model.as_ref(), u64::MAX) {
+        keep(r, &mut out);
     }
     out
 }
@@ -126,19 +180,17 @@ pub fn evaluate(traces: Vec<Trace>, cfg: &EvalConfig) -> Vec<TraceResult> {
             t
         })
         .collect();
-    let mut profiles: HashMap<String, Profile> = HashMap::new();
+    let mut learned: HashMap<String, Learned> = HashMap::new();
     let mut results = Vec::new();
     for t in traces.iter().filter(|t| t.info.kind == "normal") {
         let (first, last) = time_span(&t.events);
         let cut = first + ((last - first) as f64 * cfg.learn_fraction) as u64;
         let (learn, held): (Vec<&Event>, Vec<&Event>) =
             t.events.iter().partition(|e| e.ts_ns <= cut);
-        let profile = profiles.entry(t.info.workload.clone()).or_default();
-        for e in learn {
-            profile.record(e);
-        }
+        let workload = learned.entry(t.info.workload.clone()).or_default();
+        workload.learn(learn);
         let held: Vec<Event> = held.into_iter().cloned().collect();
-        let alerts = score(&held, profile, cfg.min_severity);
+        let alerts = score(&held, workload, cfg.min_severity);
         let seconds = (last.saturating_sub(cut)) as f64 / 1e9;
         results.push(TraceResult {
             trace: t.info.name.clone(),
@@ -157,16 +209,17 @@ pub fn evaluate(traces: Vec<Trace>, cfg: &EvalConfig) -> Vec<TraceResult> {
             time_to_alert_ms: None,
             alerts_before_attack: None,
             summaries: alerts.iter().map(|a| a.summary.clone()).collect(),
+            rate_model: Some(workload.describe_model()),
         });
     }
     for t in traces.iter().filter(|t| t.info.kind == "attack") {
-        let empty = Profile::default();
-        let profile = profiles.get(&t.info.workload).unwrap_or(&empty);
+        let empty = Learned::default();
+        let workload = learned.get(&t.info.workload).unwrap_or(&empty);
         let start = t
             .info
             .attack_start_ns
             .unwrap_or_else(|| time_span(&t.events).0);
-        let alerts = score(&t.events, profile, cfg.min_severity);
+        let alerts = score(&t.events, workload, cfg.min_severity);
         let after: Vec<&Alert> = alerts.iter().filter(|a| a.first_ns >= start).collect();
         let (first, last) = time_span(&t.events);
         results.push(TraceResult {
@@ -186,6 +239,7 @@ pub fn evaluate(traces: Vec<Trace>, cfg: &EvalConfig) -> Vec<TraceResult> {
                 .map(|t0| t0.saturating_sub(start) as f64 / 1e6),
             alerts_before_attack: Some(alerts.len() - after.len()),
             summaries: alerts.iter().map(|a| a.summary.clone()).collect(),
+            rate_model: None,
         });
     }
     results

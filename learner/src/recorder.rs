@@ -17,6 +17,7 @@ use profiles::{
     bound::Limits,
     learning::{Learning, Status},
     mode::Mode,
+    rates::{DEFAULT_WINDOW_NS, RateLearner, RateSamples},
     redact::Redactor,
     revision::{Observed, Revisions},
     store::{ProfileKey, Store, StoredProfile},
@@ -52,6 +53,10 @@ struct Resident {
     dirty: bool,
     /// [`Recorder::seq`] when last recorded into.
     used: u64,
+    /// Windows of activity learned beside the profile.
+    rates: RateSamples,
+    /// `rates` changed since the last flush.
+    rates_dirty: bool,
 }
 
 /// Records learning workloads' events into their profiles.
@@ -69,6 +74,8 @@ pub struct Recorder {
     revisions: HashMap<String, Revisions>,
     dirty_revisions: HashSet<String>,
     digests: Digests,
+    /// The open window of each learning workload.
+    windows: HashMap<String, RateLearner>,
     /// Modes read from the store, once per workload; [`Recorder::set_mode`] keeps them current.
     modes: HashMap<String, Mode>,
     /// Events recorded.
@@ -95,6 +102,7 @@ impl Recorder {
             revisions: HashMap::new(),
             dirty_revisions: HashSet::new(),
             digests: Digests::default(),
+            windows: HashMap::new(),
             modes: HashMap::new(),
             recorded: 0,
             redactions: 0,
@@ -233,23 +241,32 @@ impl Recorder {
         self.redactions += self.redactor.redact_event(event) as u64;
     }
 
-    /// The profile of `workload`'s latest revision (the one that changed last), if any.
-    pub fn latest_profile(&self, workload: &str) -> Result<Option<StoredProfile>> {
-        let mut best: Option<StoredProfile> = None;
+    /// The profile of `workload`'s latest revision (the one that changed last), with its key,
+    /// if any.
+    pub fn latest_profile(&self, workload: &str) -> Result<Option<(ProfileKey, StoredProfile)>> {
+        let mut best: Option<(ProfileKey, StoredProfile)> = None;
         for key in self
             .profile_keys()?
-            .iter()
+            .into_iter()
             .filter(|k| k.workload == workload)
         {
-            if let Some(p) = self.profile(key)?
+            if let Some(p) = self.profile(&key)?
                 && best
                     .as_ref()
-                    .is_none_or(|b| p.learning.last_change_ns() >= b.learning.last_change_ns())
+                    .is_none_or(|(_, b)| p.learning.last_change_ns() >= b.learning.last_change_ns())
             {
-                best = Some(p);
+                best = Some((key, p));
             }
         }
         Ok(best)
+    }
+
+    /// The windows of activity learned beside a profile (memory, else the store).
+    pub fn rate_samples(&self, key: &ProfileKey) -> Result<Option<RateSamples>> {
+        if let Some(p) = self.resident(key) {
+            return Ok(Some(p.rates.clone()));
+        }
+        Ok(self.store.load_rates(key)?)
     }
 
     /// Records one event when its workload is learning. Returns whether it was recorded.
@@ -286,12 +303,19 @@ impl Recorder {
                 profile: Default::default(),
                 learning: Learning::new(event.ts_ns),
             });
+            let rates = self
+                .store
+                .load_rates(&key)
+                .with_context(|| format!("loading the rate samples of {w}"))?
+                .unwrap_or_else(|| RateSamples::new(DEFAULT_WINDOW_NS));
             self.profiles.entry(key.workload).or_default().insert(
                 key.revision,
                 Resident {
                     stored,
                     dirty: false,
                     used: 0,
+                    rates,
+                    rates_dirty: false,
                 },
             );
             self.resident += 1;
@@ -307,6 +331,16 @@ impl Recorder {
         for wd in &outcome.widenings {
             tracing::warn!(workload = %w, %revision,
                 "size bound ({} entries): {wd}; the profile is marked incomplete", limits.max_entries);
+        }
+        let windows = match self.windows.get_mut(w) {
+            Some(l) => l,
+            None => self
+                .windows
+                .entry(w.to_string())
+                .or_insert_with(|| RateLearner::new(DEFAULT_WINDOW_NS)),
+        };
+        if windows.observe(&event, !outcome.new.is_empty(), &mut res.rates) {
+            res.rates_dirty = true;
         }
         self.seq += 1;
         res.used = self.seq;
@@ -342,6 +376,12 @@ impl Recorder {
             .iter()
             .filter_map(|k| self.resident(k).map(|p| (k, &p.stored)));
         self.store.save_batch(items)?;
+        let rates = keys.iter().filter_map(|k| {
+            self.resident(k)
+                .filter(|p| p.rates_dirty)
+                .map(|p| (k, &p.rates))
+        });
+        self.store.save_rates(rates)?;
         self.store.set_last_alive_ns(now_ns())?;
         self.store.flush()?;
         for k in &keys {
@@ -351,6 +391,7 @@ impl Recorder {
                 .and_then(|m| m.get_mut(&k.revision))
             {
                 r.dirty = false;
+                r.rates_dirty = false;
             }
         }
         self.evict();

@@ -11,6 +11,7 @@ pub mod generalize;
 pub mod learning;
 pub mod mode;
 pub mod model;
+pub mod rates;
 pub mod redact;
 pub mod revision;
 pub mod store;

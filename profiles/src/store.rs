@@ -12,6 +12,7 @@ use crate::{
     learning::Learning,
     mode::Mode,
     model::Profile,
+    rates::RateSamples,
     revision::Revisions,
 };
 
@@ -143,6 +144,7 @@ pub struct Store {
     modes: sled::Tree,
     meta: sled::Tree,
     revisions: sled::Tree,
+    rates: sled::Tree,
 }
 
 impl Store {
@@ -158,12 +160,14 @@ impl Store {
         let modes = db.open_tree("modes")?;
         let meta = db.open_tree("meta")?;
         let revisions = db.open_tree("revisions")?;
+        let rates = db.open_tree("rates")?;
         Ok(Store {
             db,
             profiles,
             modes,
             meta,
             revisions,
+            rates,
         })
     }
 
@@ -188,6 +192,22 @@ impl Store {
         })
     }
 
+    /// Encodes values by profile key into one batch; `what` follows the key in errors.
+    fn batch<'a, T: Serialize + 'a>(
+        items: impl IntoIterator<Item = (&'a ProfileKey, &'a T)>,
+        what: &str,
+    ) -> Result<sled::Batch, StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in items {
+            let bytes = codec::encode(value).map_err(|source| StoreError::Codec {
+                key: format!("{}/{}{what}", key.workload, key.revision),
+                source,
+            })?;
+            batch.insert(key.bytes(), bytes);
+        }
+        Ok(batch)
+    }
+
     /// The stored profile for `key`, if any.
     pub fn load(&self, key: &ProfileKey) -> Result<Option<StoredProfile>, StoreError> {
         let k = key.bytes();
@@ -202,21 +222,32 @@ impl Store {
         &self,
         items: impl IntoIterator<Item = (&'a ProfileKey, &'a StoredProfile)>,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in items {
-            let bytes = codec::encode(value).map_err(|source| StoreError::Codec {
-                key: format!("{}/{}", key.workload, key.revision),
-                source,
-            })?;
-            batch.insert(key.bytes(), bytes);
-        }
-        self.profiles.apply_batch(batch)?;
+        self.profiles.apply_batch(Self::batch(items, "")?)?;
         Ok(())
     }
 
-    /// Removes a profile; true when it existed.
+    /// Removes a profile and its rate samples; true when the profile existed.
     pub fn remove(&self, key: &ProfileKey) -> Result<bool, StoreError> {
+        self.rates.remove(key.bytes())?;
         Ok(self.profiles.remove(key.bytes())?.is_some())
+    }
+
+    /// The rate samples learned beside the profile `key`, if any.
+    pub fn load_rates(&self, key: &ProfileKey) -> Result<Option<RateSamples>, StoreError> {
+        let k = key.bytes();
+        self.rates
+            .get(&k)?
+            .map(|v| Self::decode(&k, &v))
+            .transpose()
+    }
+
+    /// Writes the rate samples of several profiles in one atomic batch (not yet flushed).
+    pub fn save_rates<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a ProfileKey, &'a RateSamples)>,
+    ) -> Result<(), StoreError> {
+        self.rates.apply_batch(Self::batch(items, " rates")?)?;
+        Ok(())
     }
 
     /// Every stored profile key, sorted.

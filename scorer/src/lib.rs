@@ -24,6 +24,7 @@
 
 pub mod alert;
 mod entries;
+pub mod rates;
 pub mod rules;
 pub mod score;
 pub mod state;

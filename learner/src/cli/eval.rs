@@ -71,6 +71,9 @@ fn render(results: &[TraceResult]) -> String {
             "{:10} {:16} {:7} {:>7} {:>7}  {result}\n",
             r.workload, r.trace, r.kind, r.events_scored, r.alerts
         );
+        if let Some(m) = &r.rate_model {
+            out += &format!("{:44}  rate model: {m}\n", "");
+        }
         const SHOWN: usize = 4;
         for s in r.summaries.iter().take(SHOWN) {
             out += &format!("{:44}- {s}\n", "");

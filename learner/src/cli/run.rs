@@ -127,6 +127,10 @@ impl Sink for Learner {
             d.poll();
         }
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(err) = self.alerter.tick(now_ns(), &mut r) {
+            self.errors += 1;
+            tracing::warn!(error = %format!("{err:#}"), "closing rate windows");
+        }
         if self.last_auto.elapsed() >= Duration::from_secs(5) {
             r.auto_alert(now_ns())
                 .context("switching stable workloads to alert")?;

@@ -285,3 +285,83 @@ fn idle_profiles_leave_memory_but_not_the_store() {
     let seen: Vec<_> = p.profile.files.values().map(|s| s.count).collect();
     assert_eq!(seen, [2, 1], "learning went on from the stored profile");
 }
+
+fn connect(workload: &str, ts_ns: u64, port: u16) -> Event {
+    event(
+        workload,
+        ts_ns,
+        "/usr/bin/app",
+        json!({"kind": "connect", "family": "inet", "protocol": "tcp", "addr": "127.0.0.1",
+            "port": port}),
+    )
+}
+
+#[test]
+fn learned_windows_survive_a_restart_and_flag_a_connect_burst_in_alert_mode() {
+    let dir = Dir::new("rates");
+    let mut r = recorder(&dir.0, settings());
+    // 30 windows of steady work: three file reads and one connection to the database.
+    for w in 0..30u64 {
+        let t = (w * 10 + 1) * S;
+        for (i, path) in ["/etc/a", "/etc/b", "/etc/c"].into_iter().enumerate() {
+            r.record(open("/w", t + i as u64 * S, "/usr/bin/app", path))
+                .unwrap();
+        }
+        r.record(connect("/w", t + 4 * S, 5432)).unwrap();
+    }
+    r.flush().unwrap();
+    drop(r);
+
+    let mut r = recorder(&dir.0, settings());
+    let (key, _) = r.latest_profile("/w").unwrap().expect("learned");
+    let samples = r
+        .rate_samples(&key)
+        .unwrap()
+        .expect("stored beside the profile");
+    // The 30th window was still open when the agent stopped.
+    assert_eq!(samples.seen, 29);
+    assert!(
+        samples.samples.iter().all(|c| c[0..3] == [0, 3, 1]),
+        "{samples:?}"
+    );
+
+    r.set_mode("/w", Mode::Alert).unwrap();
+    let mut alerter = crate::alerting::Alerter::new(None);
+    let start = 1000 * S;
+    for port in 1..=100u16 {
+        alerter
+            .handle(
+                connect("/w", start + u64::from(port) * 1_000_000, port),
+                &mut r,
+            )
+            .unwrap();
+    }
+    assert!(
+        alerter.tick(start + 5 * S, &mut r).unwrap().is_empty(),
+        "window still open"
+    );
+    let raised = alerter.tick(start + 11 * S, &mut r).unwrap();
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    let alert = &raised[0];
+    assert_eq!(alert.workload, "/w");
+    let texts: Vec<&str> = alert.reasons.iter().map(|r| r.text.as_str()).collect();
+    assert!(
+        texts.iter().all(|t| !t.is_empty()) && alert.reasons.iter().all(|r| r.rule == "rate"),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(
+            &"100 distinct connection destinations in 10 s; at most 1 in any of the 29 windows learned"
+        ),
+        "{texts:?}"
+    );
+    let stored: Option<scorer::Alert> = r
+        .store()
+        .get_json(crate::alerting::ALERTS_TREE, alert.key.as_bytes())
+        .unwrap();
+    assert_eq!(
+        stored.map(|a| a.key),
+        Some(alert.key.clone()),
+        "stored before delivery"
+    );
+}
