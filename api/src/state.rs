@@ -43,6 +43,26 @@ pub struct AgentRuntime {
     pub not_recorded: u64,
     /// The kernel's statistics (seen / emitted / deduplicated / dropped, per kind and total).
     pub kernel: serde_json::Value,
+    /// Scoring and alert delivery since the agent started.
+    #[serde(default)]
+    pub alerts: AlertCounters,
+}
+
+/// Scoring and alert delivery counts of the running agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertCounters {
+    /// Events of alerting workloads scored.
+    pub scored: u64,
+    /// New alerts raised.
+    pub raised: u64,
+    /// Repeats counted on alerts already raised.
+    pub repeats: u64,
+    /// Alert deliveries a receiver took (webhook, Alertmanager).
+    pub delivered: u64,
+    /// Failed delivery attempts (each is retried).
+    pub failed: u64,
+    /// Alerts waiting in the outbox for delivery.
+    pub pending: u64,
 }
 
 /// The agent's state as the API sees it. Methods are synchronous and quick: they read memory or

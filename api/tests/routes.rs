@@ -214,6 +214,10 @@ async fn status_shows_the_running_agent() {
     let v = get(&app, "/v1/status").await.json();
     assert_eq!(v["agent"]["pid"], 4242);
     assert_eq!(v["agent"]["kernel"]["total"]["seen"], 120);
+    assert_eq!(
+        v["agent"]["alerts"],
+        json!({"scored": 50, "raised": 3, "repeats": 7, "delivered": 2, "failed": 4, "pending": 1})
+    );
 }
 
 #[tokio::test]

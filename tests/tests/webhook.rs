@@ -182,6 +182,23 @@ fn alerts_reach_the_webhook_also_after_an_outage_and_a_crash() {
     assert_eq!(first["workload"], cg.rel.as_str());
     assert_eq!(first["severity"], "critical", "{first:#}");
     assert!(first["reasons"].to_string().contains("miner"), "{first:#}");
+    // The agent's status counts the delivery.
+    let started = Instant::now();
+    loop {
+        let out = baseliner_tests::run_cli_ok(&store, &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let counts = &status["agent"]["alerts"];
+        if counts["delivered"].as_u64() >= Some(1) {
+            assert!(counts["raised"].as_u64() >= Some(1), "{counts}");
+            assert_eq!(counts["pending"], 0, "{counts}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "status never showed the delivery: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // The receiver goes away; another alert is raised and the agent is killed.
     receiver.stop();

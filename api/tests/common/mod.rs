@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use api::{Agent, AgentRuntime, ApiError, Settings};
+use api::{Agent, AgentRuntime, AlertCounters, ApiError, Settings};
 use profiles::{
     learning::Learning,
     mode::Mode,
@@ -130,6 +130,14 @@ impl Fake {
                 redactions: 2,
                 not_recorded: 1,
                 kernel: serde_json::json!({"total": {"seen": 120, "dropped": 0}}),
+                alerts: AlertCounters {
+                    scored: 50,
+                    raised: 3,
+                    repeats: 7,
+                    delivered: 2,
+                    failed: 4,
+                    pending: 1,
+                },
             }),
             ..self
         }

@@ -151,6 +151,16 @@ impl Sink for Learner {
         rt.recorded = r.recorded;
         rt.redactions = r.redactions;
         rt.not_recorded = self.errors;
+        let a = &self.alerter;
+        rt.alerts.scored = a.scored;
+        rt.alerts.raised = a.raised;
+        rt.alerts.repeats = a.repeats;
+        if let Some(d) = &self.delivery {
+            let s = d.stats();
+            rt.alerts.delivered = s.delivered;
+            rt.alerts.failed = s.failed;
+            rt.alerts.pending = s.pending as u64;
+        }
         Ok(())
     }
 
@@ -272,6 +282,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         redactions: 0,
         not_recorded: 0,
         kernel: serde_json::Value::Null,
+        alerts: Default::default(),
     }));
     let control = Control::new(recorder.clone(), Some(runtime.clone()));
     let alerts_out = open_output(

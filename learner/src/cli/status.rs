@@ -54,6 +54,13 @@ pub fn render(s: &StatusReport) -> String {
                 "recorded {} events ({} secrets redacted, {} not recorded)",
                 a.recorded, a.redactions, a.not_recorded
             );
+            let c = &a.alerts;
+            let _ = writeln!(
+                out,
+                "scored {} events: {} alerts raised, {} repeats; delivery: {} delivered, {} failed \
+                 attempts, {} pending",
+                c.scored, c.raised, c.repeats, c.delivered, c.failed, c.pending
+            );
             let t = &a.kernel["total"];
             if t.is_object() {
                 let _ = writeln!(
