@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use profiles::{
     mode::Mode,
+    rates::RateSamples,
     store::{ProfileKey, StoredProfile},
 };
 use serde::{Deserialize, Serialize};
@@ -82,8 +83,18 @@ pub trait Agent: Send + Sync + 'static {
     fn profile_keys(&self) -> Result<Vec<ProfileKey>, ApiError>;
     /// The freshest copy of a profile.
     fn profile(&self, key: &ProfileKey) -> Result<Option<StoredProfile>, ApiError>;
-    /// Stores (durably) an imported profile, replacing any with the same key.
-    fn import(&self, key: &ProfileKey, profile: StoredProfile) -> Result<(), ApiError>;
+    /// The windows of activity learned beside a profile, if any.
+    fn rate_samples(&self, _key: &ProfileKey) -> Result<Option<RateSamples>, ApiError> {
+        Ok(None)
+    }
+    /// Stores (durably) an imported profile with its windows of activity, replacing any with
+    /// the same key.
+    fn import(
+        &self,
+        key: &ProfileKey,
+        profile: StoredProfile,
+        rates: Option<RateSamples>,
+    ) -> Result<(), ApiError>;
     /// Every stored alert (aggregated: one per deviation, with count and first / last seen).
     fn alerts(&self) -> Result<Vec<scorer::alert::Alert>, ApiError> {
         Ok(Vec::new())

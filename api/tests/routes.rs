@@ -592,6 +592,31 @@ async fn export_is_json_with_a_hash_that_import_accepts() {
 }
 
 #[tokio::test]
+async fn windows_of_activity_travel_with_the_export() {
+    let (source, from) = setup();
+    let mut rates = profiles::rates::RateSamples::new(10_000_000_000);
+    for i in 0..15 {
+        rates.add([0, 20 + i, 1, 0, 0, 0, 1]);
+    }
+    source
+        .rates
+        .lock()
+        .unwrap()
+        .insert(key(NGINX, "r1"), rates.clone());
+    let text = export_text(&from, NGINX, "").await;
+    let e = profiles::export::import(&text).unwrap();
+    assert_eq!(e.rates.as_ref(), Some(&rates));
+    let target = Arc::new(Fake::empty());
+    import(&app(&target), text).await.ok(JSON);
+    assert_eq!(target.rates.lock().unwrap()[&key(NGINX, "r1")], rates);
+    // r2 has none: its export has none, and importing it leaves none.
+    let text = export_text(&from, NGINX, "?revision=r2").await;
+    assert_eq!(profiles::export::import(&text).unwrap().rates, None);
+    import(&app(&target), text).await.ok(JSON);
+    assert!(!target.rates.lock().unwrap().contains_key(&key(NGINX, "r2")));
+}
+
+#[tokio::test]
 async fn export_as_yaml_has_the_same_hash() {
     let (_fake, app) = setup();
     let json = get(&app, &profile_uri(NGINX, "export?revision=r2"))

@@ -10,6 +10,7 @@ use std::{
 use api::{Agent, AgentRuntime, ApiError, Settings};
 use profiles::{
     mode::Mode,
+    rates::RateSamples,
     store::{ProfileKey, StoredProfile},
 };
 
@@ -88,8 +89,19 @@ impl Agent for Control {
         self.recorder().profile(key).map_err(internal)
     }
 
-    fn import(&self, key: &ProfileKey, profile: StoredProfile) -> Result<(), ApiError> {
-        self.recorder().import(key, profile).map_err(internal)
+    fn rate_samples(&self, key: &ProfileKey) -> Result<Option<RateSamples>, ApiError> {
+        self.recorder().rate_samples(key).map_err(internal)
+    }
+
+    fn import(
+        &self,
+        key: &ProfileKey,
+        profile: StoredProfile,
+        rates: Option<RateSamples>,
+    ) -> Result<(), ApiError> {
+        self.recorder()
+            .import(key, profile, rates)
+            .map_err(internal)
     }
 
     fn alerts(&self) -> Result<Vec<scorer::alert::Alert>, ApiError> {

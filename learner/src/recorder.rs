@@ -168,9 +168,17 @@ impl Recorder {
         Ok(self.store.load(key)?)
     }
 
-    /// Stores an imported profile durably; learning continues from it.
-    pub fn import(&mut self, key: &ProfileKey, profile: StoredProfile) -> Result<()> {
+    /// Stores an imported profile and its windows of activity (none: an empty set) durably;
+    /// learning continues from them.
+    pub fn import(
+        &mut self,
+        key: &ProfileKey,
+        profile: StoredProfile,
+        rates: Option<RateSamples>,
+    ) -> Result<()> {
+        let rates = rates.unwrap_or_else(|| RateSamples::new(DEFAULT_WINDOW_NS));
         self.store.save_batch([(key, &profile)])?;
+        self.store.save_rates([(key, &rates)])?;
         self.store.flush()?;
         if let Some(r) = self
             .profiles
@@ -179,6 +187,8 @@ impl Recorder {
         {
             r.stored = profile;
             r.dirty = false;
+            r.rates = rates;
+            r.rates_dirty = false;
         }
         Ok(())
     }

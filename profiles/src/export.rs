@@ -2,8 +2,10 @@
 //! so a reviewed baseline can be stored, compared and re-imported unchanged.
 //!
 //! The hash is the SHA-256 (lowercase hex) of the canonical JSON of `schema`, `workload`,
-//! `revision` and `profile`: object keys sorted bytewise at every level, profile entries in
-//! their sorted order, no insignificant whitespace. `learning` is informational and not hashed.
+//! `revision`, `profile` and, when present, `rates` (the windows of activity the rate model is
+//! fitted to, which decide alerts as much as the entries do): object keys sorted bytewise at
+//! every level, profile entries in their sorted order, no insignificant whitespace. `learning`
+//! is informational and not hashed.
 
 use std::net::IpAddr;
 
@@ -16,6 +18,7 @@ use crate::{
     diff::{DiffEntry, entries, protocol_name},
     event::{Family, Protocol},
     model::{NetEntry, Profile, Seen},
+    rates::{MAX_SAMPLES, RateSamples},
 };
 
 /// Version of the export document format.
@@ -34,6 +37,9 @@ pub struct ProfileExport {
     pub learning: Value,
     /// The behaviour profile.
     pub profile: Profile,
+    /// Windows of activity learned beside the profile (absent in exports without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rates: Option<RateSamples>,
     /// SHA-256 of the canonical content (see the module docs).
     #[serde(default)]
     pub content_sha256: String,
@@ -107,6 +113,7 @@ pub fn export(
         revision: revision.into(),
         learning,
         profile: profile.clone(),
+        rates: None,
         content_sha256: String::new(),
     };
     e.content_sha256 = e.computed_sha256();
@@ -114,6 +121,13 @@ pub fn export(
 }
 
 impl ProfileExport {
+    /// The export with the profile's windows of activity (hashed with the rest).
+    pub fn with_rates(mut self, rates: Option<RateSamples>) -> ProfileExport {
+        self.rates = rates;
+        self.content_sha256 = self.computed_sha256();
+        self
+    }
+
     /// The hash of the current content (what [`ProfileExport::content_sha256`] should be).
     pub fn computed_sha256(&self) -> String {
         format!("{:x}", Sha256::digest(canonical(self).as_bytes()))
@@ -126,12 +140,15 @@ const ALWAYS_JSON: &str = "an export always serialises to JSON";
 
 /// The canonical JSON text that is hashed.
 fn canonical(e: &ProfileExport) -> String {
-    let content = serde_json::json!({
+    let mut content = serde_json::json!({
         "schema": e.schema,
         "workload": e.workload,
         "revision": e.revision,
         "profile": serde_json::to_value(&e.profile).expect(ALWAYS_JSON),
     });
+    if let Some(r) = &e.rates {
+        content["rates"] = serde_json::to_value(r).expect(ALWAYS_JSON);
+    }
     sorted(content).to_string()
 }
 
@@ -222,6 +239,21 @@ fn validate(e: &ProfileExport) -> Result<(), ImportError> {
             return Err(invalid(format!("entry \"{entry}\""), reason));
         }
     }
+    if let Some(r) = &e.rates {
+        if r.window_ns == 0 {
+            return Err(invalid("rates", "the window length is 0"));
+        }
+        if r.samples.len() > MAX_SAMPLES {
+            let n = r.samples.len();
+            return Err(invalid(
+                "rates",
+                format!("{n} samples, at most {MAX_SAMPLES}"),
+            ));
+        }
+        if (r.samples.len() as u64) > r.seen {
+            return Err(invalid("rates", "more samples than windows seen"));
+        }
+    }
     Ok(())
 }
 
@@ -310,6 +342,43 @@ mod tests {
         let empty = export("w", "", Value::Null, &Profile::default());
         assert_eq!(import(&to_yaml(&empty).unwrap()).unwrap(), empty);
         assert_eq!(import(&format!("\n  {}", to_json(&empty))).unwrap(), empty);
+    }
+
+    #[test]
+    fn rate_samples_travel_hashed_and_checked() {
+        let mut rates = RateSamples::new(10_000_000_000);
+        for i in 0..20 {
+            rates.add([i, 30, 2, 0, 0, 0, 1]);
+        }
+        let plain = sample();
+        let e = sample().with_rates(Some(rates.clone()));
+        assert_ne!(
+            e.content_sha256, plain.content_sha256,
+            "the windows are hashed"
+        );
+        for text in [to_json(&e), to_yaml(&e).unwrap()] {
+            assert_eq!(import(&text).unwrap().rates, Some(rates.clone()));
+        }
+        assert!(
+            !to_json(&plain).contains("rates"),
+            "absent when there are none"
+        );
+        // A raised learned maximum would hide a burst: the hash catches it.
+        let mut v: Value = serde_json::from_str(&to_json(&e)).unwrap();
+        v["rates"]["samples"][0][2] = json!(500);
+        let edited = import(&v.to_string());
+        assert!(
+            matches!(edited, Err(ImportError::Hash { .. })),
+            "{edited:?}"
+        );
+        // Hashed correctly but impossible.
+        let mut bad = rates.clone();
+        bad.seen = 3;
+        let err = import(&to_json(&sample().with_rates(Some(bad)))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid rates: more samples than windows seen"
+        );
     }
 
     #[test]

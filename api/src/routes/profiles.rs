@@ -109,7 +109,9 @@ pub async fn export(
     let (key, p) = load(agent.as_ref(), &workload, sel.revision.as_deref())?;
     let learning =
         serde_json::to_value(&p.learning).map_err(|e| ApiError::internal(e.to_string()))?;
-    let e = profiles::export::export(key.workload, key.revision, learning, &p.profile);
+    let rates = agent.rate_samples(&key)?;
+    let e = profiles::export::export(key.workload, key.revision, learning, &p.profile)
+        .with_rates(rates);
     Ok(if yaml {
         let text = profiles::export::to_yaml(&e).map_err(|e| ApiError::internal(e.to_string()))?;
         ([(header::CONTENT_TYPE, "application/yaml")], text).into_response()
@@ -154,7 +156,7 @@ pub async fn import(
         learning,
     };
     let entries = stored.profile.len();
-    agent.import(&key, stored)?;
+    agent.import(&key, stored, e.rates)?;
     tracing::info!(workload = %key.workload, revision = %key.revision, entries, "profile imported");
     Ok(Json(Imported {
         workload: key.workload,

@@ -13,6 +13,7 @@ use profiles::{
     learning::Learning,
     mode::Mode,
     model::{EntryKind, Profile},
+    rates::RateSamples,
     store::{ProfileKey, StoredProfile},
 };
 
@@ -67,6 +68,8 @@ pub struct Fake {
     pub runtime: Option<AgentRuntime>,
     pub modes: Mutex<BTreeMap<String, Mode>>,
     pub profiles: Mutex<BTreeMap<ProfileKey, StoredProfile>>,
+    /// Windows of activity by profile.
+    pub rates: Mutex<BTreeMap<ProfileKey, RateSamples>>,
     /// Workloads whose cgroup exists.
     pub existing: BTreeSet<String>,
     /// When set, every store read fails with a 500.
@@ -90,6 +93,7 @@ impl Fake {
             runtime: None,
             modes: Mutex::default(),
             profiles: Mutex::default(),
+            rates: Mutex::default(),
             existing: BTreeSet::new(),
             broken: false,
             writes: Mutex::new(0),
@@ -202,10 +206,25 @@ impl Agent for Fake {
         Ok(self.profiles.lock().unwrap().get(key).cloned())
     }
 
-    fn import(&self, key: &ProfileKey, profile: StoredProfile) -> Result<(), ApiError> {
+    fn rate_samples(&self, key: &ProfileKey) -> Result<Option<RateSamples>, ApiError> {
+        self.check()?;
+        Ok(self.rates.lock().unwrap().get(key).cloned())
+    }
+
+    fn import(
+        &self,
+        key: &ProfileKey,
+        profile: StoredProfile,
+        rates: Option<RateSamples>,
+    ) -> Result<(), ApiError> {
         self.check()?;
         *self.writes.lock().unwrap() += 1;
         self.profiles.lock().unwrap().insert(key.clone(), profile);
+        let mut all = self.rates.lock().unwrap();
+        match rates {
+            Some(r) => all.insert(key.clone(), r),
+            None => all.remove(key),
+        };
         Ok(())
     }
 

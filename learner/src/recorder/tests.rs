@@ -201,7 +201,7 @@ fn stable_complete_profiles_switch_to_alert_when_asked() {
         .unwrap();
     let mut p = r.profile(&key).unwrap().unwrap();
     p.learning.mark_incomplete("test");
-    r.import(&key, p).unwrap();
+    r.import(&key, p, None).unwrap();
     assert!(r.auto_alert(t + 60 * S).unwrap().is_empty());
     assert_eq!(r.auto_alert(t + 150 * S).unwrap(), ["/quiet"]);
     assert_eq!(r.mode("/quiet").unwrap(), Mode::Alert);
