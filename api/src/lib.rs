@@ -29,7 +29,10 @@ pub use routes::{
     profiles::{Imported, ProfileView},
     workloads::ModeEntry,
 };
-pub use state::{Agent, AgentRuntime, AlertCounters, Settings};
+pub use state::{
+    Agent, AgentRuntime, AlertCounters, EnforceCounters, EnforcementStatus, Settings,
+    WorkloadEnforcement,
+};
 
 /// Largest request body accepted (an imported profile is the biggest).
 pub const MAX_BODY_BYTES: usize = 8 << 20;

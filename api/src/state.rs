@@ -47,6 +47,52 @@ pub struct AgentRuntime {
     /// Scoring and alert delivery since the agent started.
     #[serde(default)]
     pub alerts: AlertCounters,
+    /// Blocking in force.
+    #[serde(default)]
+    pub enforcement: EnforcementStatus,
+}
+
+/// Blocking in force: the kernel's counters and each workload in enforce mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnforcementStatus {
+    /// What the kernel checked and blocked since the agent started.
+    pub kernel: EnforceCounters,
+    /// Each workload in enforce mode.
+    pub workloads: Vec<WorkloadEnforcement>,
+}
+
+/// The kernel's enforcement counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnforceCounters {
+    /// Execs of enforcing workloads checked.
+    pub exec_checked: u64,
+    /// Execs killed with SIGKILL.
+    pub exec_killed: u64,
+    /// Execs the kernel could not check (relative paths) and let through.
+    pub exec_unchecked: u64,
+    /// Connects of enforcing workloads checked.
+    pub connect_checked: u64,
+    /// Connects refused with EPERM.
+    pub connect_denied: u64,
+}
+
+/// One workload's enforcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadEnforcement {
+    /// Workload id.
+    pub workload: String,
+    /// `enforcing`, or why not (`not enforced: no profile`, `not enforced: no cgroup`).
+    pub state: String,
+    /// cgroup id the kernel maps are keyed by (0 when not enforcing).
+    pub cgroup_id: u64,
+    /// Programs and destinations in the profile.
+    pub profile_entries: usize,
+    /// Entries loaded in the kernel maps for it.
+    pub kernel_entries: usize,
+    /// Profile entries the kernel checks more broadly than the profile states them.
+    pub widened: usize,
+    /// Profile entries the kernel does not check (relative paths, unix sockets).
+    pub unchecked: usize,
 }
 
 /// Scoring and alert delivery counts of the running agent.

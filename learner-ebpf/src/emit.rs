@@ -31,7 +31,7 @@ fn stats(kind: EventKind) -> Option<&'static KindStats> {
 }
 
 #[inline(always)]
-fn bump(counter: &u64) {
+pub fn bump(counter: &u64) {
     // An atomic add (BPF_XADD): two tasks preempting each other on one CPU never lose a count.
     // SAFETY: the map value lives as long as the program and is only updated atomically.
     unsafe {

@@ -10,8 +10,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use learner_ebpf::{
-    ARG_CHUNK, ARGV_LIMIT, EventKind, FLAG_ARGV_TRUNCATED, FLAG_ARGV_UNKNOWN, FLAG_EXECVEAT,
-    FLAG_PATH_TRUNCATED, MAX_ARGS, PATH_LEN,
+    ARG_CHUNK, ARGV_LIMIT, EventKind, FLAG_ARGV_TRUNCATED, FLAG_ARGV_UNKNOWN, FLAG_BLOCKED,
+    FLAG_EXECVEAT, FLAG_PATH_TRUNCATED, MAX_ARGS, PATH_LEN,
 };
 
 use crate::{
@@ -148,8 +148,15 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     // the group leader.
     let old_pid: i32 = unsafe { ctx_read(&ctx, 16) };
     let old_pid = old_pid as u32;
+    // `__data_loc char[] filename` at offset 8: the string's offset in the low 16 bits.
+    let filename_loc: u32 = unsafe { ctx_read(&ctx, 8) };
+    let blocked = if crate::enforce::check_exec(&ctx, filename_loc) {
+        FLAG_BLOCKED
+    } else {
+        0
+    };
     let Some(ev) = EXEC_PENDING.get_ptr_mut(old_pid) else {
-        return unstashed_exec(&ctx);
+        return unstashed_exec(&ctx, filename_loc, blocked);
     };
     let ev = unsafe { &mut *ev };
     count_seen(EventKind::Exec);
@@ -160,7 +167,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     // Refresh the task fields: pid, comm and credentials are those of the new image.
     let flags = ev.header.flags;
     begin_header(&mut ev.header, EventKind::Exec, cgroup_id);
-    ev.header.flags = flags;
+    ev.header.flags = flags | blocked;
     let header = &mut ev.header as *mut _;
     output(EventKind::Exec, ev, header, None);
     let _ = EXEC_PENDING.remove(old_pid);
@@ -171,7 +178,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 /// `syscalls:` tracepoints, or a stash evicted under load. The program path comes from the
 /// tracepoint record; the arguments are unknown and the event says so.
 #[inline(always)]
-fn unstashed_exec(ctx: &TracePointContext) -> u32 {
+fn unstashed_exec(ctx: &TracePointContext, loc: u32, blocked: u32) -> u32 {
     let Some(cgroup_id) = monitored_cgroup() else {
         return 0;
     };
@@ -181,12 +188,10 @@ fn unstashed_exec(ctx: &TracePointContext) -> u32 {
     };
     let ev = unsafe { &mut *ev };
     begin_header(&mut ev.header, EventKind::Exec, cgroup_id);
-    ev.header.flags = FLAG_ARGV_UNKNOWN;
+    ev.header.flags = FLAG_ARGV_UNKNOWN | blocked;
     ev.argc = 0;
     ev.argv_len = 0;
     ev.dirfd = AT_FDCWD;
-    // `__data_loc char[] filename` at offset 8: the string's offset in the low 16 bits.
-    let loc: u32 = unsafe { ctx_read(ctx, 8) };
     let off = (loc & 0xffff) as usize;
     let src = unsafe { (ctx.as_ptr() as *const u8).add(off) };
     let n = unsafe {

@@ -319,6 +319,116 @@ pub struct CgroupEntry {
     pub flags: u32,
 }
 
+/// `EnforceEntry::flags`: execs outside the allow-list are killed.
+pub const ENFORCE_EXEC: u32 = 1 << 0;
+/// `EnforceEntry::flags`: connects outside the allow-list fail with EPERM.
+pub const ENFORCE_CONNECT: u32 = 1 << 1;
+
+/// `EventHeader::flags`: the kernel blocked the action (the exec was killed with SIGKILL).
+pub const FLAG_BLOCKED: u32 = 1 << 5;
+
+/// Value of the `ENFORCE` map: a cgroup whose workload is in enforce mode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnforceEntry {
+    /// [`ENFORCE_EXEC`] | [`ENFORCE_CONNECT`].
+    pub flags: u32,
+    /// The allow-list generation in force: only entries of this generation count, so userspace
+    /// writes a new generation beside the old one and switches with one update.
+    pub generation: u32,
+}
+
+/// [`ExecAllowKey::kind`]: the exact program path.
+pub const EXEC_EXACT: u32 = 0;
+/// [`ExecAllowKey::kind`]: any program directly in the directory (the hash covers the path up
+/// to and including its last `/`).
+pub const EXEC_DIR: u32 = 1;
+/// [`ExecAllowKey::kind`]: any program below the directory, at any depth.
+pub const EXEC_TREE: u32 = 2;
+
+/// Key of the `EXEC_ALLOW` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExecAllowKey {
+    /// cgroup2 id.
+    pub cgroup_id: u64,
+    /// [`EnforceEntry::generation`] the entry belongs to.
+    pub generation: u32,
+    /// [`EXEC_EXACT`], [`EXEC_DIR`] or [`EXEC_TREE`].
+    pub kind: u32,
+    /// [`path_hash`] of the path (or of the directory prefix, `/` included).
+    pub hash: u64,
+}
+
+/// Bits of a network allow key before the address: cgroup id, generation, port.
+pub const NET_KEY_FIXED_BITS: u32 = (8 + 4 + 2) * 8;
+
+/// Data of an IPv4 `NET4_ALLOW` LPM-trie key; the prefix length is [`NET_KEY_FIXED_BITS`] plus
+/// the address prefix. Port 0 allows any port.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net4Key {
+    /// cgroup2 id.
+    pub cgroup_id: u64,
+    /// [`EnforceEntry::generation`].
+    pub generation: u32,
+    /// Destination port, network byte order; 0: any.
+    pub port_be: u16,
+    /// Address, network byte order.
+    pub addr: [u8; 4],
+}
+
+/// Data of an IPv6 `NET6_ALLOW` LPM-trie key (as [`Net4Key`]).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net6Key {
+    /// cgroup2 id.
+    pub cgroup_id: u64,
+    /// [`EnforceEntry::generation`].
+    pub generation: u32,
+    /// Destination port, network byte order; 0: any.
+    pub port_be: u16,
+    /// Address, network byte order.
+    pub addr: [u8; 16],
+}
+
+/// Counters of the per-CPU `ENFORCE_STATS` array (index 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnforceStats {
+    /// Execs of enforcing cgroups checked.
+    pub exec_checked: u64,
+    /// Execs killed (outside the allow-list).
+    pub exec_killed: u64,
+    /// Execs the kernel could not check (a relative path) and let through.
+    pub exec_unchecked: u64,
+    /// Connects of enforcing cgroups checked.
+    pub connect_checked: u64,
+    /// Connects refused with EPERM.
+    pub connect_denied: u64,
+}
+
+impl EnforceStats {
+    /// Adds another counter set (summing CPUs).
+    pub fn add(&mut self, o: &EnforceStats) {
+        self.exec_checked += o.exec_checked;
+        self.exec_killed += o.exec_killed;
+        self.exec_unchecked += o.exec_unchecked;
+        self.connect_checked += o.connect_checked;
+        self.connect_denied += o.connect_denied;
+    }
+}
+
+/// Byte-wise FNV-1a of a path, as the exec check computes it in the kernel.
+#[inline(always)]
+pub fn path_hash(bytes: &[u8]) -> u64 {
+    let mut h = FNV_OFFSET;
+    for b in bytes {
+        h = (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
 /// FNV-1a 64-bit offset basis.
 pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 /// FNV-1a 64-bit prime.
@@ -339,4 +449,9 @@ mod user {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for DedupKey {}
     unsafe impl aya::Pod for CgroupEntry {}
+    unsafe impl aya::Pod for EnforceEntry {}
+    unsafe impl aya::Pod for ExecAllowKey {}
+    unsafe impl aya::Pod for Net4Key {}
+    unsafe impl aya::Pod for Net6Key {}
+    unsafe impl aya::Pod for EnforceStats {}
 }

@@ -7,6 +7,7 @@
 #![feature(core_intrinsics)]
 
 mod emit;
+mod enforce;
 mod exec;
 mod file;
 mod maps;

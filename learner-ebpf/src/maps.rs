@@ -2,10 +2,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use learner_ebpf::{
-    CgroupEntry, Config, DedupKey, ExecEvent, KIND_SLOTS, KindStats, NetEvent, OpenEvent, SockAddr,
+    CgroupEntry, Config, DedupKey, EnforceEntry, EnforceStats, ExecAllowKey, ExecEvent, KIND_SLOTS,
+    KindStats, Net4Key, Net6Key, NetEvent, OpenEvent, PATH_LEN, SockAddr,
 };
 
 /// The one ring buffer all events go through. Userspace may resize it at load.
@@ -55,3 +56,27 @@ pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(
 pub static OPEN_SCRATCH: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static NET_SCRATCH: PerCpuArray<NetEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// cgroup ids of workloads in enforce mode, with what is enforced and the generation in force.
+#[map]
+pub static ENFORCE: HashMap<u64, EnforceEntry> = HashMap::with_max_entries(4096, 0);
+
+/// Allowed programs of enforcing cgroups: exact paths and directory prefixes, by hash.
+#[map]
+pub static EXEC_ALLOW: HashMap<ExecAllowKey, u8> = HashMap::with_max_entries(262_144, 0);
+
+/// Allowed IPv4 destinations of enforcing cgroups (longest-prefix match on the address).
+#[map]
+pub static NET4_ALLOW: LpmTrie<Net4Key, u8> = LpmTrie::with_max_entries(65_536, 0);
+
+/// Allowed IPv6 destinations of enforcing cgroups.
+#[map]
+pub static NET6_ALLOW: LpmTrie<Net6Key, u8> = LpmTrie::with_max_entries(65_536, 0);
+
+/// Per-CPU enforcement counters (index 0).
+#[map]
+pub static ENFORCE_STATS: PerCpuArray<EnforceStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU scratch space for the program path an exec check hashes.
+#[map]
+pub static PATH_SCRATCH: PerCpuArray<[u8; PATH_LEN]> = PerCpuArray::with_max_entries(1, 0);

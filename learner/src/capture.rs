@@ -143,6 +143,11 @@ impl Capture {
         Ok(())
     }
 
+    /// The loaded programs and their maps.
+    pub fn probes_mut(&mut self) -> &mut Probes {
+        &mut self.probes
+    }
+
     /// Adds sub-cgroups created under the watched roots since the last call.
     pub fn refresh_cgroups(&mut self) -> Result<usize> {
         let mut added = 0;

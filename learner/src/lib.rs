@@ -10,6 +10,7 @@ pub mod decode;
 pub mod delivery;
 pub mod digest;
 pub mod doctor;
+pub mod enforce;
 pub mod enrich;
 pub mod evaluate;
 pub mod kernel;

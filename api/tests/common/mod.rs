@@ -142,6 +142,7 @@ impl Fake {
                     failed: 4,
                     pending: 1,
                 },
+                enforcement: Default::default(),
             }),
             ..self
         }

@@ -10,13 +10,14 @@ use std::{
 };
 
 use anyhow::Context as _;
-use api::{AgentRuntime, Settings};
+use api::{AgentRuntime, EnforceCounters, EnforcementStatus, Settings};
 use learner::{
     alerting::Alerter,
     config::{Config, DEFAULT_CONFIG, LearnConfig},
     control::{Control, SharedRecorder},
     delivery::{Delivery, Destination, Outbox, Webhook, alertmanager},
-    kernel::KernelStats,
+    enforce::enforcer::Enforcer,
+    kernel::{KernelStats, Probes},
     recorder::{Recorder, now_ns},
 };
 use profiles::{mode::Mode, redact::Redactor, store::Store};
@@ -103,6 +104,7 @@ struct Learner {
     last_auto: Instant,
     errors: u64,
     delivery: Option<Delivery>,
+    enforcer: Enforcer,
 }
 
 impl Sink for Learner {
@@ -161,6 +163,29 @@ impl Sink for Learner {
             rt.alerts.failed = s.failed;
             rt.alerts.pending = s.pending as u64;
         }
+        Ok(())
+    }
+
+    fn sync_kernel(&mut self, probes: &mut Probes) -> anyhow::Result<()> {
+        let r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        // Blocking must follow the modes: a failure here stops the agent rather than leave
+        // stale allow-lists in force.
+        self.enforcer
+            .sync(&r, probes)
+            .context("updating the enforcement maps")?;
+        drop(r);
+        let k = probes.enforce_stats()?;
+        let mut rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        rt.enforcement = EnforcementStatus {
+            kernel: EnforceCounters {
+                exec_checked: k.exec_checked,
+                exec_killed: k.exec_killed,
+                exec_unchecked: k.exec_unchecked,
+                connect_checked: k.connect_checked,
+                connect_denied: k.connect_denied,
+            },
+            workloads: self.enforcer.report().to_vec(),
+        };
         Ok(())
     }
 
@@ -230,7 +255,10 @@ fn open_output(
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (opts, duration) = args.watch.options()?;
+    let (mut opts, duration) = args.watch.options()?;
+    let cgroup_root = learner::attribution::cgroup::cgroup2_mount()
+        .context("finding the cgroup2 hierarchy (enforcement attaches there)")?;
+    opts.load.enforce_root = Some(cgroup_root.clone());
     let interval = Duration::try_from_secs_f64(args.flush_interval).map_err(|_| {
         anyhow::anyhow!("--flush-interval must be a non-negative number of seconds")
     })?;
@@ -283,6 +311,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         not_recorded: 0,
         kernel: serde_json::Value::Null,
         alerts: Default::default(),
+        enforcement: Default::default(),
     }));
     let control = Control::new(recorder.clone(), Some(runtime.clone()));
     let alerts_out = open_output(
@@ -329,6 +358,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         last_auto: Instant::now(),
         errors: 0,
         delivery,
+        enforcer: Enforcer::new(&cgroup_root),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

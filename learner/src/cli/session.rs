@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use learner::{
     attribution::cgroup,
     capture::{Capture, CaptureOptions},
-    kernel::{KernelStats, LoadOptions},
+    kernel::{KernelStats, LoadOptions, Probes},
 };
 use profiles::Event;
 
@@ -65,6 +65,10 @@ pub trait Sink {
     fn tick(&mut self) -> Result<()>;
     /// The kernel's statistics, about twice a second.
     fn kernel_stats(&mut self, _stats: &KernelStats) {}
+    /// After each tick: keep the kernel's enforcement maps current. An error stops the loop.
+    fn sync_kernel(&mut self, _probes: &mut Probes) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Starts capturing and feeds `sink` until the deadline, Ctrl-C or SIGTERM; returns the final
@@ -115,6 +119,7 @@ pub async fn drive<S: Sink>(
             _ = tick.tick() => {
                 cap.tick()?;
                 sink.tick()?;
+                sink.sync_kernel(cap.probes_mut())?;
                 if let Ok(stats) = cap.stats() {
                     sink.kernel_stats(&stats);
                 }

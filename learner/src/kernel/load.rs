@@ -68,6 +68,10 @@ pub struct LoadOptions {
     /// Wake the reader only once this much data waits (it also drains on its own timer,
     /// [`super::ring::POLL_INTERVAL`]); `None` picks 1/16 of the ring, 0 wakes it for every event.
     pub wakeup_bytes: Option<u32>,
+    /// Attach the enforcement programs (the connect checks) to this cgroup2 root; the exec
+    /// check is part of the exec tracepoint. Nothing is enforced until a cgroup is put in the
+    /// enforcement map.
+    pub enforce_root: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -77,6 +81,7 @@ impl Default for LoadOptions {
             dedup_window: Duration::from_secs(5),
             filter: false,
             wakeup_bytes: None,
+            enforce_root: None,
         }
     }
 }
@@ -127,6 +132,9 @@ impl Probes {
             prog.attach(category, name)
                 .map_err(|e| kernel_err(&format!("attaching {category}:{name}"), &e, &facts))?;
         }
+        if let Some(root) = &opts.enforce_root {
+            probes.attach_enforcement(root, &facts)?;
+        }
         tracing::debug!(
             programs = TRACEPOINTS.len(),
             ring_bytes = ring,
@@ -146,8 +154,13 @@ impl Probes {
         config.set(0, cfg, 0).map_err(map_err("writing map CONFIG"))
     }
 
+    /// The loaded object.
+    pub(super) fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     /// A map of the object, opened as type `T`.
-    fn typed_map<'a, T>(&'a mut self, name: &str) -> Result<T, LoadError>
+    pub(super) fn typed_map<'a, T>(&'a mut self, name: &str) -> Result<T, LoadError>
     where
         T: TryFrom<&'a mut Map, Error = MapError>,
     {

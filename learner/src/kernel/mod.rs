@@ -3,6 +3,7 @@
 
 pub mod caps;
 pub mod diagnose;
+pub mod enforce_maps;
 pub mod load;
 pub mod mounts;
 pub mod ring;

@@ -1,0 +1,133 @@
+//! The enforcement maps and programs: attaching the connect checks, writing allow-lists and
+//! reading the enforcement counters.
+
+use std::path::Path;
+
+use aya::{
+    maps::{
+        HashMap, MapData, MapError, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
+    programs::{CgroupAttachMode, CgroupSockAddr},
+};
+use learner_ebpf::{EnforceEntry, EnforceStats, ExecAllowKey, Net4Key, Net6Key};
+
+use super::{
+    diagnose::{self, HostFacts},
+    load::{LoadError, Probes},
+};
+
+/// The connect programs, attached to the cgroup2 root.
+pub const CONNECT_PROGRAMS: [&str; 2] = ["enforce_connect4", "enforce_connect6"];
+
+fn map_err(what: &str) -> impl Fn(MapError) -> LoadError + '_ {
+    move |e| LoadError::Kernel(diagnose::explain(what, &e, &HostFacts::current()))
+}
+
+/// Removes `key` from a map; an absent key is fine.
+fn forget(r: Result<(), MapError>, what: &str) -> Result<(), LoadError> {
+    match r {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(e) => Err(map_err(what)(e)),
+    }
+}
+
+impl Probes {
+    /// Loads the connect checks and attaches them to the cgroup2 hierarchy at `root`, so they
+    /// see every cgroup's connects. It is a BPF link, which the kernel runs beside any other
+    /// program attached there (links take no attach flags).
+    pub(super) fn attach_enforcement(
+        &mut self,
+        root: &Path,
+        facts: &HostFacts,
+    ) -> Result<(), LoadError> {
+        let explain = |what: &str, e: &(dyn std::error::Error + 'static)| {
+            LoadError::Kernel(diagnose::explain(what, e, facts))
+        };
+        let cgroup = std::fs::File::open(root)
+            .map_err(|e| explain(&format!("opening the cgroup2 root {}", root.display()), &e))?;
+        for name in CONNECT_PROGRAMS {
+            let prog: &mut CgroupSockAddr = self
+                .ebpf_mut()
+                .program_mut(name)
+                .ok_or_else(|| LoadError::Missing(format!("program {name}")))?
+                .try_into()
+                .map_err(|e| explain(&format!("program {name}"), &e))?;
+            prog.load()
+                .map_err(|e| explain(&format!("loading program {name} (cgroup/connect)"), &e))?;
+            prog.attach(&cgroup, CgroupAttachMode::Single)
+                .map_err(|e| explain(&format!("attaching {name} to {}", root.display()), &e))?;
+        }
+        Ok(())
+    }
+
+    /// Puts `cgroup_id` under enforcement (or changes what is enforced, or the generation).
+    pub fn enforce(&mut self, cgroup_id: u64, entry: EnforceEntry) -> Result<(), LoadError> {
+        let mut map: HashMap<&mut MapData, u64, EnforceEntry> = self.typed_map("ENFORCE")?;
+        map.insert(cgroup_id, entry, 0)
+            .map_err(map_err("writing map ENFORCE"))
+    }
+
+    /// Ends enforcement for `cgroup_id` at once.
+    pub fn unenforce(&mut self, cgroup_id: u64) -> Result<(), LoadError> {
+        let mut map: HashMap<&mut MapData, u64, EnforceEntry> = self.typed_map("ENFORCE")?;
+        forget(map.remove(&cgroup_id), "removing from map ENFORCE")
+    }
+
+    /// Adds (`allow`) or removes allowed programs.
+    pub fn exec_allow(&mut self, keys: &[ExecAllowKey], allow: bool) -> Result<(), LoadError> {
+        let mut map: HashMap<&mut MapData, ExecAllowKey, u8> = self.typed_map("EXEC_ALLOW")?;
+        for k in keys {
+            if allow {
+                map.insert(k, 1, 0)
+                    .map_err(map_err("writing map EXEC_ALLOW"))?;
+            } else {
+                forget(map.remove(k), "removing from map EXEC_ALLOW")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds (`allow`) or removes allowed IPv4 destinations: (prefix length, key data).
+    pub fn net4_allow(&mut self, keys: &[(u32, Net4Key)], allow: bool) -> Result<(), LoadError> {
+        let mut map: LpmTrie<&mut MapData, Net4Key, u8> = self.typed_map("NET4_ALLOW")?;
+        for (bits, data) in keys {
+            let key = Key::new(*bits, *data);
+            if allow {
+                map.insert(&key, 1, 0)
+                    .map_err(map_err("writing map NET4_ALLOW"))?;
+            } else {
+                forget(map.remove(&key), "removing from map NET4_ALLOW")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds (`allow`) or removes allowed IPv6 destinations: (prefix length, key data).
+    pub fn net6_allow(&mut self, keys: &[(u32, Net6Key)], allow: bool) -> Result<(), LoadError> {
+        let mut map: LpmTrie<&mut MapData, Net6Key, u8> = self.typed_map("NET6_ALLOW")?;
+        for (bits, data) in keys {
+            let key = Key::new(*bits, *data);
+            if allow {
+                map.insert(&key, 1, 0)
+                    .map_err(map_err("writing map NET6_ALLOW"))?;
+            } else {
+                forget(map.remove(&key), "removing from map NET6_ALLOW")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The enforcement counters, summed over CPUs.
+    pub fn enforce_stats(&mut self) -> Result<EnforceStats, LoadError> {
+        let arr: PerCpuArray<&mut MapData, EnforceStats> = self.typed_map("ENFORCE_STATS")?;
+        let per_cpu = arr
+            .get(&0, 0)
+            .map_err(map_err("reading map ENFORCE_STATS"))?;
+        let mut sum = EnforceStats::default();
+        for s in per_cpu.iter() {
+            sum.add(s);
+        }
+        Ok(sum)
+    }
+}

@@ -1,0 +1,141 @@
+//! Enforce mode end to end (root; runs in CI), each in its own cgroup2 directory: after
+//! learning, an allowed program still runs and an unknown one dies with SIGKILL before it runs
+//! (it would have written a marker file, and the file does not exist); an allowed loopback
+//! connect works and an unknown port gets EPERM; a miner-like program is stopped within a
+//! second; switching back to alert lets the same program run; processes outside the workload
+//! are never touched.
+
+use std::{
+    os::unix::{fs::PermissionsExt, process::ExitStatusExt},
+    path::Path,
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use baseliner_tests::{
+    LearnAgent, TestCgroup, live_enabled, loopback_listener, run_cli_ok, set_mode, write_miner,
+};
+
+/// Writes an executable script that creates `marker` when it runs.
+fn marker_program(path: &Path, marker: &Path) {
+    std::fs::write(path, format!("#!/bin/bash\n: > {}\n", marker.display())).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// bash in the workload opening a TCP connection to 127.0.0.1:`port`.
+fn connect_in(cg: &TestCgroup, port: u16) -> Output {
+    cg.command("/bin/bash")
+        .arg("-c")
+        .arg(format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port} || exit 3; exec 3>&-"
+        ))
+        .output()
+        .unwrap()
+}
+
+/// Waits until `baseliner status` reports the workload enforcing (or not), at most 3 s.
+fn wait_enforcing(store: &Path, workload: &str, enforcing: bool) {
+    let started = Instant::now();
+    loop {
+        let out = run_cli_ok(store, &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let list = status["agent"]["enforcement"]["workloads"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let found = list
+            .iter()
+            .any(|w| w["workload"] == workload && w["state"] == "enforcing");
+        if found == enforcing {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "enforcement of {workload} never became {enforcing}: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload() {
+    if !live_enabled("enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload") {
+        return;
+    }
+    let dir = baseliner_tests::temp_dir("enforce");
+    let store = dir.join("store");
+    let cg = TestCgroup::new("enforce").unwrap();
+    let (allowed_port, other_port) = (loopback_listener(), loopback_listener());
+    let agent = LearnAgent::start(&store, &[&cg.path], &["--flush-interval", "0.2"]).unwrap();
+
+    // Learn: bash runs /bin/true and talks to one port.
+    cg.run_bash(&format!(
+        "/bin/true; exec 3<>/dev/tcp/127.0.0.1/{allowed_port}; exec 3>&-"
+    ));
+    std::thread::sleep(Duration::from_millis(600));
+    set_mode(&store, &cg.rel, "enforce");
+    wait_enforcing(&store, &cg.rel, true);
+
+    // Allowed: the learned program and the learned destination.
+    cg.run_bash("/bin/true");
+    let ok = connect_in(&cg, allowed_port);
+    assert!(ok.status.success(), "{ok:?}");
+
+    // An unknown program is killed before its first instruction: no marker.
+    let marker = dir.join("marker");
+    let unknown = dir.join("unknown.sh");
+    marker_program(&unknown, &marker);
+    let status = cg.command(&unknown).status().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert!(!marker.exists(), "the unknown program ran");
+
+    // An unknown port: EPERM.
+    let refused = connect_in(&cg, other_port);
+    assert!(!refused.status.success(), "{refused:?}");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("Operation not permitted"), "{err}");
+
+    // A miner-like program is stopped at once (well within a second).
+    let miner = dir.join("xmrig");
+    write_miner(&miner);
+    let started = Instant::now();
+    let status = cg.command(&miner).status().unwrap();
+    let took = started.elapsed();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert!(took < Duration::from_secs(1), "stopped after {took:?}");
+
+    // Outside the workload nothing is touched.
+    let outside = std::process::Command::new(&unknown).status().unwrap();
+    assert!(outside.success(), "{outside:?}");
+    assert!(marker.exists());
+    std::fs::remove_file(&marker).unwrap();
+    std::net::TcpStream::connect(("127.0.0.1", other_port)).expect("connect outside");
+
+    // The kernel counted what it did (the status catches up within a tick).
+    let started = Instant::now();
+    loop {
+        let out = run_cli_ok(&store, &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let kernel = &status["agent"]["enforcement"]["kernel"];
+        if kernel["exec_killed"].as_u64() >= Some(2) {
+            assert_eq!(kernel["connect_denied"], 1, "{kernel}");
+            assert_eq!(kernel["exec_killed"], 2, "{kernel}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "{kernel}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Back to alert: the same program runs, the same port answers.
+    set_mode(&store, &cg.rel, "alert");
+    wait_enforcing(&store, &cg.rel, false);
+    let status = cg.command(&unknown).status().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(marker.exists(), "the program ran after enforcement ended");
+    let ok = connect_in(&cg, other_port);
+    assert!(ok.status.success(), "{ok:?}");
+
+    let (status, log) = agent.stop().unwrap();
+    assert!(status.success(), "{log:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
