@@ -132,6 +132,13 @@ impl Capture {
         })
     }
 
+    /// Wakes the reader for every event that finds it idle (`true`: low latency, for alerting)
+    /// or only once a batch of events waits (`false`, the default: cheaper under load). Either
+    /// way the reader also drains the ring on its own timer.
+    pub fn set_prompt_wakeup(&mut self, prompt: bool) -> Result<()> {
+        Ok(self.probes.set_prompt_wakeup(prompt)?)
+    }
+
     /// Periodic upkeep, to call about twice a second: watches sub-cgroups created under the roots
     /// since the last call, and starts the next dedup window when the current one is over.
     pub fn tick(&mut self) -> Result<()> {

@@ -141,6 +141,13 @@ impl Recorder {
         Ok(previous)
     }
 
+    /// Whether events may be scored: the default mode, or the mode of a workload seen (or set)
+    /// since the agent started, is alert or enforce.
+    pub fn any_alerting(&self) -> bool {
+        let alerting = |m: &Mode| matches!(m, Mode::Alert | Mode::Enforce);
+        alerting(&self.settings.default_mode) || self.modes.values().any(alerting)
+    }
+
     /// Workloads with a mode set, sorted.
     pub fn modes(&self) -> Result<Vec<(String, Mode)>> {
         Ok(self.store.modes()?)

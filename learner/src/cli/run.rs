@@ -111,10 +111,20 @@ impl Sink for Learner {
     fn event(&mut self, e: profiles::Event) -> anyhow::Result<()> {
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         let result = match r.mode(&e.workload.id) {
-            Ok(Mode::Learn) => r.learn(e).map(|_| ()),
-            Ok(Mode::Alert | Mode::Enforce) => self.alerter.handle(e, &mut r).map(|_| ()),
+            Ok(Mode::Learn) => r.learn(e).map(|_| false),
+            Ok(Mode::Alert | Mode::Enforce) => {
+                self.alerter.handle(e, &mut r).map(|a| !a.is_empty())
+            }
             Err(err) => Err(err),
         };
+        drop(r);
+        if let Ok(true) = result
+            && let Some(d) = &mut self.delivery
+        {
+            // Deliver the new alert now rather than at the next tick (a pass already running
+            // sends it before it ends).
+            d.poll();
+        }
         if let Err(err) = result {
             // One bad event must not stop the agent; the store itself failing does (on flush).
             self.errors += 1;
@@ -123,8 +133,16 @@ impl Sink for Learner {
         Ok(())
     }
 
+    fn prompt_wakeup(&self) -> bool {
+        self.recorder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .any_alerting()
+    }
+
     fn tick(&mut self) -> anyhow::Result<()> {
-        // Starts a delivery pass on the runtime; never waits on the network.
+        // Starts a delivery pass on the runtime (retries, and alerts of a restarted agent);
+        // never waits on the network.
         if let Some(d) = &mut self.delivery {
             d.poll();
         }

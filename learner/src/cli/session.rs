@@ -69,6 +69,11 @@ pub trait Sink {
     fn sync_kernel(&mut self, _probes: &mut Probes) -> Result<()> {
         Ok(())
     }
+    /// Whether the reader should be woken for every event instead of for batches (for
+    /// latency: alerts), asked about twice a second.
+    fn prompt_wakeup(&self) -> bool {
+        false
+    }
 }
 
 /// Starts capturing and feeds `sink` until the deadline, Ctrl-C or SIGTERM; returns the final
@@ -105,6 +110,7 @@ pub async fn drive<S: Sink>(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut prompt = false;
     let mut failed: Option<anyhow::Error> = None;
     let deliver = |sink: &mut S, failed: &mut Option<anyhow::Error>, e: Event| {
         if failed.is_none()
@@ -120,6 +126,12 @@ pub async fn drive<S: Sink>(
                 cap.tick()?;
                 sink.tick()?;
                 sink.sync_kernel(cap.probes_mut())?;
+                let want = sink.prompt_wakeup();
+                if want != prompt {
+                    cap.set_prompt_wakeup(want)?;
+                    tracing::debug!(prompt = want, "ring buffer wake-ups per event");
+                    prompt = want;
+                }
                 if let Ok(stats) = cap.stats() {
                     sink.kernel_stats(&stats);
                 }

@@ -3,7 +3,8 @@
 //!
 //! An alert is put in the outbox in the same durable write that stores it (see
 //! [`crate::alerting::Alerter`]); a delivery pass, spawned on the agent's runtime from its tick,
-//! sends due entries and removes each only once the receiver answered 2xx. A failed send is
+//! sends due entries and removes each only once the receiver answered 2xx. The agent also starts a
+//! pass as soon as an alert is raised, so a new alert does not wait for the next tick. A failed send is
 //! retried with exponential backoff; a restarted agent retries what is pending at once.
 
 pub mod alertmanager;
@@ -115,18 +116,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Sends the due entries (a few at most); locks are held only between sends.
+/// Sends the due entries, a few at a time, until none is due (entries put in the outbox while a
+/// pass runs go out in the same pass); locks are held only between sends. Each entry sent is
+/// either removed or due only later (its retry), so the pass ends.
 async fn pass(recorder: SharedRecorder, outbox: SharedOutbox, senders: Senders) {
-    let due = lock(&outbox).due(now_ns(), BATCH);
+    loop {
+        let due = lock(&outbox).due(now_ns(), BATCH);
+        if !send_batch(&recorder, &outbox, &senders, due).await {
+            break;
+        }
+    }
+}
+
+/// Sends `due`; false when nothing was sent.
+async fn send_batch(
+    recorder: &SharedRecorder,
+    outbox: &SharedOutbox,
+    senders: &Senders,
+    due: Vec<OutboxEntry>,
+) -> bool {
+    let mut sent = false;
     for entry in due {
         let Some((_, sender)) = senders.iter().find(|(d, _)| *d == entry.dest) else {
             continue;
         };
+        sent = true;
         let dest = entry.dest.as_str();
         let result = sender.send(&entry.key, &entry.payload).await;
         // Lock order as in the event path: recorder, then outbox.
-        let r = lock(&recorder);
-        let mut ob = lock(&outbox);
+        let r = lock(recorder);
+        let mut ob = lock(outbox);
         match result {
             Ok(()) => {
                 tracing::debug!(key = %entry.key, dest, attempts = entry.attempts + 1, "alert delivered");
@@ -142,6 +161,7 @@ async fn pass(recorder: SharedRecorder, outbox: SharedOutbox, senders: Senders) 
             },
         }
     }
+    sent
 }
 
 fn round(d: Duration) -> Duration {
