@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything, then runs the whole test suite: formatting, lints, unit tests, the live
-# eBPF tests (root; under CI=true they must run, elsewhere they skip with a reason) and a short
-# run of the overhead benchmark, whose drop-accounting check must pass.
+# eBPF tests (root; under CI=true they must run, elsewhere they skip with a reason) and short
+# runs of the overhead benchmark (its drop-accounting check must pass) and of the alert latency
+# benchmark (every deviation must raise an alert that reaches the webhook).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASELINER_TEST_PACKAGES=1 ./deploy/toolchain.sh
@@ -22,4 +23,6 @@ cargo test -- --nocapture
 step "overhead benchmark (short run)"
 cargo build --release -p learner --bin baseliner
 BENCH_SECONDS=${BENCH_SECONDS:-1} BENCH_ROUNDS=${BENCH_ROUNDS:-1} cargo bench -p baseliner-tests --bench overhead
+step "alert latency benchmark (short run: every deviation must reach the webhook)"
+BENCH_DEVIATIONS=${BENCH_DEVIATIONS:-20} cargo bench -p baseliner-tests --bench alert_latency
 step "all tests passed"
