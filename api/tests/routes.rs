@@ -377,7 +377,7 @@ async fn an_invalid_mode_is_400_and_changes_nothing() {
             .await
             .problem(StatusCode::BAD_REQUEST);
         assert!(
-            detail.contains("expected learn, alert or enforce"),
+            detail.contains("expected learn, alert, dry-run or enforce"),
             "{detail}"
         );
         assert!(detail.contains(&format!("{bad:?}")), "{detail}");
@@ -943,7 +943,10 @@ async fn the_local_client_reports_api_errors() {
         panic!("{err:?}")
     };
     assert_eq!(e.status, StatusCode::BAD_REQUEST);
-    assert!(e.detail.contains("expected learn, alert or enforce"));
+    assert!(
+        e.detail
+            .contains("expected learn, alert, dry-run or enforce")
+    );
     assert_eq!(err.to_string(), e.detail);
 
     let err = client.get::<Value>("/v1/nope").await.unwrap_err();

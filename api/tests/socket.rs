@@ -78,7 +78,11 @@ async fn the_socket_is_private_and_answers_like_the_local_router() {
     match &err {
         ClientError::Api(e) => {
             assert_eq!(e.status, StatusCode::BAD_REQUEST);
-            assert!(e.detail.contains("expected learn, alert or enforce"), "{e}");
+            assert!(
+                e.detail
+                    .contains("expected learn, alert, dry-run or enforce"),
+                "{e}"
+            );
         }
         other => panic!("{other:?}"),
     }

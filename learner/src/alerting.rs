@@ -13,15 +13,16 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use profiles::{Event, model::Profile, store::ProfileKey};
+use profiles::{Event, mode::Mode, model::Profile, store::ProfileKey};
 use scorer::{
-    alert::{Aggregator, Alert, Observed},
+    alert::{Aggregator, Alert, Enforcement, Observed},
     rates::{RateModel, RateWatch},
     score::{Scorer, WorkloadState},
 };
 
 use crate::{
     delivery::{self, SharedOutbox, falco},
+    enforce::allow::AllowList,
     recorder::{Recorder, now_ns},
 };
 
@@ -143,7 +144,15 @@ impl Alerter {
 
     /// Scores one event; returns the new alerts it raised: its own, and that of the window it
     /// closed.
-    pub fn handle(&mut self, mut event: Event, recorder: &mut Recorder) -> Result<Vec<Alert>> {
+    ///
+    /// `enforcing`: the workload's mode and allow-list in enforce and dry-run modes; an alert
+    /// about an event the list blocks says so ([`Enforcement`]).
+    pub fn handle(
+        &mut self,
+        mut event: Event,
+        recorder: &mut Recorder,
+        enforcing: Option<(Mode, &AllowList)>,
+    ) -> Result<Vec<Alert>> {
         recorder.redact(&mut event);
         let (profile, model) = self.baseline(&event.workload.id, recorder)?;
         let state = match self.states.get_mut(&event.workload.id) {
@@ -151,7 +160,14 @@ impl Alerter {
             None => self.states.entry(event.workload.id.clone()).or_default(),
         };
         self.scored += 1;
-        let alert = self.scorer.score(&event, &profile, state);
+        let mut alert = self.scorer.score(&event, &profile, state);
+        if let (Some(a), Some((mode, list))) = (alert.take(), enforcing) {
+            alert = Some(match list.blocks(&event) {
+                Some(why) if mode == Mode::Enforce => a.enforced(Enforcement::Blocked, why),
+                Some(why) => a.enforced(Enforcement::WouldBlock, why),
+                None => a,
+            });
+        }
         let windows = match self.windows.get_mut(&event.workload.id) {
             Some(w) => w,
             None => self

@@ -144,7 +144,7 @@ impl Recorder {
     /// Whether events may be scored: the default mode, or the mode of a workload seen (or set)
     /// since the agent started, is alert or enforce.
     pub fn any_alerting(&self) -> bool {
-        let alerting = |m: &Mode| matches!(m, Mode::Alert | Mode::Enforce);
+        let alerting = |m: &Mode| m.scores();
         alerting(&self.settings.default_mode) || self.modes.values().any(alerting)
     }
 

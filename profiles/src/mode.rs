@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
 )]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Record behaviour into the profile.
     #[default]
@@ -17,6 +17,9 @@ pub enum Mode {
     Alert,
     /// Block what the profile does not allow.
     Enforce,
+    /// Alert, and say what enforce mode would block, without blocking: the step before
+    /// enforce, to see what enforcement would break.
+    DryRun,
 }
 
 impl Mode {
@@ -26,7 +29,13 @@ impl Mode {
             Mode::Learn => "learn",
             Mode::Alert => "alert",
             Mode::Enforce => "enforce",
+            Mode::DryRun => "dry-run",
         }
+    }
+
+    /// Whether events are scored (alert, dry-run and enforce modes).
+    pub fn scores(self) -> bool {
+        self != Mode::Learn
     }
 }
 
@@ -36,7 +45,7 @@ impl fmt::Display for Mode {
     }
 }
 
-/// A mode name that is not `learn`, `alert` or `enforce`.
+/// A mode name that is not `learn`, `alert`, `dry-run` or `enforce`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownMode(pub String);
 
@@ -44,7 +53,7 @@ impl fmt::Display for UnknownMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown mode {:?}: expected learn, alert or enforce",
+            "unknown mode {:?}: expected learn, alert, dry-run or enforce",
             self.0
         )
     }
@@ -60,6 +69,7 @@ impl FromStr for Mode {
             "learn" => Ok(Mode::Learn),
             "alert" => Ok(Mode::Alert),
             "enforce" => Ok(Mode::Enforce),
+            "dry-run" => Ok(Mode::DryRun),
             other => Err(UnknownMode(other.to_string())),
         }
     }
@@ -71,11 +81,14 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for m in [Mode::Learn, Mode::Alert, Mode::Enforce] {
+        for m in [Mode::Learn, Mode::Alert, Mode::Enforce, Mode::DryRun] {
             assert_eq!(m.as_str().parse::<Mode>(), Ok(m));
         }
         let err = "Enforce ".parse::<Mode>().unwrap_err();
-        assert!(err.to_string().contains("expected learn, alert or enforce"));
+        assert!(
+            err.to_string()
+                .contains("expected learn, alert, dry-run or enforce")
+        );
         assert_eq!(Mode::default(), Mode::Learn);
     }
 }

@@ -173,6 +173,38 @@ pub struct Alert {
     pub first_ns: u64,
     /// Time of the latest occurrence, Unix-epoch nanoseconds.
     pub last_ns: u64,
+    /// What enforcement did about the event (enforce and dry-run modes); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
+    /// Responses taken because of the alert (kill, freeze, ...), with their outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionTaken>,
+}
+
+/// The rule name of the reason that says what enforcement did.
+pub const ENFORCE: &str = "enforce";
+
+/// What enforcement did about an alert's event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enforcement {
+    /// The kernel refused it: the exec was killed before it ran, the connect got EPERM.
+    Blocked,
+    /// Dry run: enforce mode would have refused it.
+    WouldBlock,
+}
+
+/// A response taken because of an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionTaken {
+    /// The action (`kill`, `freeze`, `quarantine`, `delete-pod`).
+    pub action: String,
+    /// Its target, e.g. `pid 4242 and 3 descendants`.
+    pub target: String,
+    /// `done`, `skipped: <why>` or `failed: <why>`.
+    pub outcome: String,
+    /// When, Unix-epoch nanoseconds.
+    pub at_ns: u64,
 }
 
 impl Alert {
@@ -205,7 +237,22 @@ impl Alert {
             count: 1,
             first_ns: event.ts_ns,
             last_ns: event.ts_ns,
+            enforcement: None,
+            actions: Vec::new(),
         }
+    }
+
+    /// Notes what enforcement did (`how`, in words: `the kernel killed /tmp/x before it ran`):
+    /// a reason of weight 0 (the score and the key stay), and the summary says it first.
+    pub fn enforced(mut self, what: Enforcement, how: String) -> Alert {
+        let tag = match what {
+            Enforcement::Blocked => "blocked",
+            Enforcement::WouldBlock => "would be blocked",
+        };
+        self.summary = format!("[{tag}] {}", self.summary);
+        self.reasons.push(Reason::new(ENFORCE, 0.0, how, None));
+        self.enforcement = Some(what);
+        self
     }
 }
 

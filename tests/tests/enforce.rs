@@ -1,5 +1,6 @@
 //! Enforce mode end to end (root; runs in CI), each in its own cgroup2 directory: after
-//! learning, an allowed program still runs and an unknown one dies with SIGKILL before it runs
+//! learning, a dry run blocks nothing and its alert says what enforce mode would block; in
+//! enforce mode an allowed program still runs and an unknown one dies with SIGKILL before it runs
 //! (it would have written a marker file, and the file does not exist); an allowed loopback
 //! connect works and an unknown port gets EPERM; a miner-like program is stopped within a
 //! second; switching back to alert lets the same program run; processes outside the workload
@@ -31,6 +32,22 @@ fn connect_in(cg: &TestCgroup, port: u16) -> Output {
         ))
         .output()
         .unwrap()
+}
+
+/// The first alert in the JSON-lines file `alerts` that mentions `needle`, waiting up to 2 s.
+fn wait_alert(alerts: &Path, needle: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(alerts).unwrap_or_default();
+        if let Some(a) = text.lines().find(|l| l.contains(needle)) {
+            return serde_json::from_str(a).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "no alert about {needle}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits until `baseliner status` reports the workload enforcing (or not), at most 3 s.
@@ -66,13 +83,45 @@ fn enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload() {
     let store = dir.join("store");
     let cg = TestCgroup::new("enforce").unwrap();
     let (allowed_port, other_port) = (loopback_listener(), loopback_listener());
-    let agent = LearnAgent::start(&store, &[&cg.path], &["--flush-interval", "0.2"]).unwrap();
+    let alerts = dir.join("alerts.jsonl");
+    let agent = LearnAgent::start(
+        &store,
+        &[&cg.path],
+        &[
+            "--flush-interval",
+            "0.2",
+            "--alerts-jsonl",
+            alerts.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
 
     // Learn: bash runs /bin/true and talks to one port.
     cg.run_bash(&format!(
         "/bin/true; exec 3<>/dev/tcp/127.0.0.1/{allowed_port}; exec 3>&-"
     ));
     std::thread::sleep(Duration::from_millis(600));
+    let marker = dir.join("marker");
+    let unknown = dir.join("unknown.sh");
+    marker_program(&unknown, &marker);
+
+    // Dry run: nothing is blocked, and the alert says what enforcement would block.
+    set_mode(&store, &cg.rel, "dry-run");
+    std::thread::sleep(Duration::from_millis(1200));
+    let status = cg.command(&unknown).status().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(marker.exists(), "a dry run blocked the program");
+    std::fs::remove_file(&marker).unwrap();
+    let would = wait_alert(&alerts, "unknown.sh");
+    assert_eq!(would["enforcement"], "would-block", "{would:#}");
+    assert!(
+        would["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("[would be blocked]"),
+        "{would:#}"
+    );
+
     set_mode(&store, &cg.rel, "enforce");
     wait_enforcing(&store, &cg.rel, true);
 
@@ -82,12 +131,13 @@ fn enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload() {
     assert!(ok.status.success(), "{ok:?}");
 
     // An unknown program is killed before its first instruction: no marker.
-    let marker = dir.join("marker");
-    let unknown = dir.join("unknown.sh");
-    marker_program(&unknown, &marker);
-    let status = cg.command(&unknown).status().unwrap();
+    let other = dir.join("other.sh");
+    marker_program(&other, &marker);
+    let status = cg.command(&other).status().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     assert!(!marker.exists(), "the unknown program ran");
+    let blocked = wait_alert(&alerts, "other.sh");
+    assert_eq!(blocked["enforcement"], "blocked", "{blocked:#}");
 
     // An unknown port: EPERM.
     let refused = connect_in(&cg, other_port);
@@ -129,7 +179,7 @@ fn enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload() {
     // Back to alert: the same program runs, the same port answers.
     set_mode(&store, &cg.rel, "alert");
     wait_enforcing(&store, &cg.rel, false);
-    let status = cg.command(&unknown).status().unwrap();
+    let status = cg.command(&other).status().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(marker.exists(), "the program ran after enforcement ended");
     let ok = connect_in(&cg, other_port);

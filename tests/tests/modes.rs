@@ -53,7 +53,10 @@ fn modes_apply_to_the_running_agent_at_once() {
     // Bad input: clear errors, nothing changes.
     let (ok, _, err) = cli(&store, &["mode", "set", &cg.rel, "block"]);
     assert!(!ok);
-    assert!(err.contains("expected learn, alert or enforce"), "{err}");
+    assert!(
+        err.contains("expected learn, alert, dry-run or enforce"),
+        "{err}"
+    );
     let (ok, _, err) = cli(&store, &["mode", "set", "/no-such-workload", "alert"]);
     assert!(!ok);
     assert!(

@@ -74,7 +74,7 @@ struct SetMode {
     mode: String,
 }
 
-/// `PUT /v1/workloads/{workload}/mode` with `{"mode": "learn|alert|enforce"}`.
+/// `PUT /v1/workloads/{workload}/mode` with `{"mode": "learn|alert|dry-run|enforce"}`.
 pub async fn set_mode(
     axum::extract::State(agent): AgentRef,
     Path(workload): Path<String>,

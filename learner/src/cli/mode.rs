@@ -17,7 +17,7 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Set a workload's mode: learn, alert or enforce. A running agent applies it at once.
+    /// Set a workload's mode: learn, alert, dry-run or enforce. A running agent applies it at once.
     Set {
         /// Workload id (on a host, the cgroup path, e.g. /system.slice/nginx.service).
         workload: String,

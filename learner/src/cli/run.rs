@@ -112,8 +112,12 @@ impl Sink for Learner {
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         let result = match r.mode(&e.workload.id) {
             Ok(Mode::Learn) => r.learn(e).map(|_| false),
-            Ok(Mode::Alert | Mode::Enforce) => {
-                self.alerter.handle(e, &mut r).map(|a| !a.is_empty())
+            Ok(mode) => {
+                let list = self.enforcer.allow_list(&e.workload.id);
+                let enforcing = list.as_deref().map(|l| (mode, l));
+                self.alerter
+                    .handle(e, &mut r, enforcing)
+                    .map(|a| !a.is_empty())
             }
             Err(err) => Err(err),
         };

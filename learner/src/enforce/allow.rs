@@ -16,7 +16,7 @@ use std::{
 use learner_ebpf::{
     EXEC_DIR, EXEC_EXACT, EXEC_TREE, ExecAllowKey, NET_KEY_FIXED_BITS, Net4Key, Net6Key, path_hash,
 };
-use profiles::{Family, model::Profile};
+use profiles::{Event, EventDetail, Family, model::Profile};
 
 /// One allowed destination: an address prefix and a port (0: any).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -165,6 +165,25 @@ impl AllowList {
                     .flatten()
                     .any(|a| a.is_ipv4() == r.addr.is_ipv4() && masked(a, r.prefix) == r.addr)
         })
+    }
+
+    /// What the kernel does with `event` under this list: `Some(why)` when it blocks it (in
+    /// words), `None` when it lets it through or does not check its kind.
+    pub fn blocks(&self, event: &Event) -> Option<String> {
+        match &event.detail {
+            EventDetail::Exec { filename, .. } => (!self.allows_exec(filename))
+                .then(|| format!("the program {filename} is not in the workload's allow-list")),
+            EventDetail::Connect { dest } if dest.family != Family::Unix => {
+                let ip: IpAddr = dest.addr.parse().ok()?;
+                (!self.allows_connect(ip, dest.port)).then(|| {
+                    format!(
+                        "the destination {}:{} is not in the workload's allow-list",
+                        dest.addr, dest.port
+                    )
+                })
+            }
+            _ => None,
+        }
     }
 
     /// Entries the kernel maps hold for this list in `cgroup_id` at `generation`.

@@ -30,6 +30,8 @@ struct Enforced {
 pub struct Enforcer {
     cgroup_root: PathBuf,
     enforced: HashMap<String, Enforced>,
+    /// Allow-lists of workloads in dry-run mode (never in the kernel).
+    dry_run: HashMap<String, Arc<AllowList>>,
     next_generation: u32,
     report: Vec<WorkloadEnforcement>,
 }
@@ -40,14 +42,19 @@ impl Enforcer {
         Enforcer {
             cgroup_root: cgroup_root.to_path_buf(),
             enforced: HashMap::new(),
+            dry_run: HashMap::new(),
             next_generation: 1,
             report: Vec::new(),
         }
     }
 
-    /// The allow-list the kernel holds for `workload`, if it is enforced.
+    /// The allow-list of `workload`: the one the kernel holds when it is enforced, the one it
+    /// would hold in a dry run.
     pub fn allow_list(&self, workload: &str) -> Option<Arc<AllowList>> {
-        self.enforced.get(workload).map(|e| e.list.clone())
+        self.enforced
+            .get(workload)
+            .map(|e| e.list.clone())
+            .or_else(|| self.dry_run.get(workload).cloned())
     }
 
     /// Per workload in enforce mode: what is enforced, as of the last [`Enforcer::sync`].
@@ -62,12 +69,29 @@ impl Enforcer {
 
     /// Brings the maps in line with the modes and the latest profiles.
     pub fn sync(&mut self, recorder: &Recorder, probes: &mut Probes) -> Result<()> {
-        let wanted: Vec<String> = recorder
-            .modes()?
-            .into_iter()
+        let modes = recorder.modes()?;
+        let wanted: Vec<String> = modes
+            .iter()
             .filter(|(_, m)| *m == Mode::Enforce)
-            .map(|(w, _)| w)
+            .map(|(w, _)| w.clone())
             .collect();
+        self.dry_run.clear();
+        let mut report = Vec::new();
+        for (w, _) in modes.iter().filter(|(_, m)| *m == Mode::DryRun) {
+            if let Some((_, p)) = recorder.latest_profile(w)? {
+                let list = AllowList::compile(&p.profile);
+                report.push(WorkloadEnforcement {
+                    workload: w.clone(),
+                    state: "dry run: would block, does not".into(),
+                    cgroup_id: 0,
+                    profile_entries: p.profile.execs.len() + p.profile.connects.len(),
+                    kernel_entries: 0,
+                    widened: list.widened,
+                    unchecked: list.unchecked,
+                });
+                self.dry_run.insert(w.clone(), Arc::new(list));
+            }
+        }
         let gone: Vec<String> = self
             .enforced
             .keys()
@@ -78,7 +102,6 @@ impl Enforcer {
             self.release(&w, probes)?;
             tracing::info!(workload = %w, "enforcement ended");
         }
-        let mut report = Vec::new();
         for w in wanted {
             report.push(self.sync_one(&w, recorder, probes)?);
         }
