@@ -30,7 +30,7 @@ pub use routes::{
     workloads::ModeEntry,
 };
 pub use state::{
-    Agent, AgentRuntime, AlertCounters, EnforceCounters, EnforcementStatus, Settings,
+    Agent, AgentRuntime, AlertCounters, AuditRecord, EnforceCounters, EnforcementStatus, Settings,
     WorkloadEnforcement,
 };
 

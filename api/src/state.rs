@@ -52,6 +52,21 @@ pub struct AgentRuntime {
     pub enforcement: EnforcementStatus,
 }
 
+/// One audited action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Who acted: `agent` for automated responses.
+    pub actor: String,
+    /// The workload acted on.
+    pub workload: String,
+    /// The action and its outcome.
+    pub action: scorer::alert::ActionTaken,
+    /// The key of the alert that caused it.
+    pub alert_key: String,
+    /// That alert's summary.
+    pub alert_summary: String,
+}
+
 /// Blocking in force: the kernel's counters and each workload in enforce mode.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnforcementStatus {
@@ -143,6 +158,10 @@ pub trait Agent: Send + Sync + 'static {
     ) -> Result<(), ApiError>;
     /// Every stored alert (aggregated: one per deviation, with count and first / last seen).
     fn alerts(&self) -> Result<Vec<scorer::alert::Alert>, ApiError> {
+        Ok(Vec::new())
+    }
+    /// The audit log, oldest first.
+    fn audit(&self) -> Result<Vec<AuditRecord>, ApiError> {
         Ok(Vec::new())
     }
     /// Now, in Unix-epoch nanoseconds.

@@ -24,6 +24,7 @@ use crate::{
     delivery::{self, SharedOutbox, falco},
     enforce::allow::AllowList,
     recorder::{Recorder, now_ns},
+    respond::Responder,
 };
 
 /// The store tree alerts are kept in, by alert key.
@@ -52,6 +53,7 @@ pub struct Alerter {
     out: Option<Box<dyn Write + Send>>,
     falco: Option<Box<dyn Write + Send>>,
     outbox: Option<SharedOutbox>,
+    responder: Option<Responder>,
     /// Events scored.
     pub scored: u64,
     /// Alerts raised (new deviations).
@@ -72,6 +74,7 @@ impl Alerter {
             out,
             falco: None,
             outbox: None,
+            responder: None,
             scored: 0,
             raised: 0,
             repeats: 0,
@@ -81,6 +84,12 @@ impl Alerter {
     /// Also puts each raised alert in `outbox`, in the same durable write that stores it.
     pub fn with_outbox(mut self, outbox: SharedOutbox) -> Alerter {
         self.outbox = Some(outbox);
+        self
+    }
+
+    /// Takes the responses `responder` is configured for on each new alert.
+    pub fn with_responder(mut self, responder: Responder) -> Alerter {
+        self.responder = Some(responder);
         self
     }
 
@@ -145,13 +154,14 @@ impl Alerter {
     /// Scores one event; returns the new alerts it raised: its own, and that of the window it
     /// closed.
     ///
-    /// `enforcing`: the workload's mode and allow-list in enforce and dry-run modes; an alert
-    /// about an event the list blocks says so ([`Enforcement`]).
+    /// `mode`: the workload's; `list`: its allow-list in enforce and dry-run modes (an alert
+    /// about an event the list blocks says so, [`Enforcement`]).
     pub fn handle(
         &mut self,
         mut event: Event,
         recorder: &mut Recorder,
-        enforcing: Option<(Mode, &AllowList)>,
+        mode: Mode,
+        list: Option<&AllowList>,
     ) -> Result<Vec<Alert>> {
         recorder.redact(&mut event);
         let (profile, model) = self.baseline(&event.workload.id, recorder)?;
@@ -161,7 +171,9 @@ impl Alerter {
         };
         self.scored += 1;
         let mut alert = self.scorer.score(&event, &profile, state);
-        if let (Some(a), Some((mode, list))) = (alert.take(), enforcing) {
+        if let Some(list) = list
+            && let Some(a) = alert.take()
+        {
             alert = Some(match list.blocks(&event) {
                 Some(why) if mode == Mode::Enforce => a.enforced(Enforcement::Blocked, why),
                 Some(why) => a.enforced(Enforcement::WouldBlock, why),
@@ -178,7 +190,7 @@ impl Alerter {
         let rate = windows.observe(model.as_deref(), &event, alert.as_ref());
         let mut raised = Vec::new();
         for a in alert.into_iter().chain(rate) {
-            raised.extend(self.raise(a, recorder)?);
+            raised.extend(self.raise(a, recorder, mode)?);
         }
         Ok(raised)
     }
@@ -192,15 +204,27 @@ impl Alerter {
         }
         let mut raised = Vec::new();
         for a in due {
-            raised.extend(self.raise(a, recorder)?);
+            let mode = recorder.mode(&a.workload)?;
+            raised.extend(self.raise(a, recorder, mode)?);
         }
         Ok(raised)
     }
 
-    /// Stores a new alert durably (and in the outbox) before delivering it; counts a repeat on
-    /// the stored aggregate. Returns the alert when it was new.
-    fn raise(&mut self, alert: Alert, recorder: &Recorder) -> Result<Option<Alert>> {
+    /// Takes the responses a new alert calls for, then stores it durably (and in the outbox)
+    /// before delivering it; counts a repeat on the stored aggregate. Returns the alert when it
+    /// was new.
+    fn raise(
+        &mut self,
+        mut alert: Alert,
+        recorder: &Recorder,
+        mode: Mode,
+    ) -> Result<Option<Alert>> {
         let store = recorder.store();
+        if self.aggregator.get(&alert.key).is_none()
+            && let Some(r) = &mut self.responder
+        {
+            alert.actions = r.respond(&alert, mode, store);
+        }
         match self.aggregator.observe(alert.clone()) {
             Observed::New => {
                 self.raised += 1;

@@ -19,6 +19,16 @@
 //! webhook_secret_file = "/etc/baseliner/webhook.secret"  # or read it from this file
 //! alertmanager_url = "http://127.0.0.1:9093"  # also send each alert to Alertmanager (API v2)
 //! falco_jsonl = "/var/log/baseliner/falco.jsonl"  # also write alerts as Falco JSON ("-": stdout)
+//!
+//! [respond]                   # automated responses to new alerts (none by default)
+//! max_per_minute = 20         # actions a minute at most, all workloads together
+//! protected_cgroups = ["/system.slice/sshd.service"]  # never acted on (sub-cgroups too)
+//! protected_namespaces = ["kube-system"]              # Kubernetes namespaces never acted on
+//! [[respond.rules]]
+//! action = "kill"             # kill | freeze | quarantine | delete-pod
+//! min_severity = "critical"   # alerts at or above this severity
+//! rules = ["crypto-miner"]    # optional: only alerts with a reason of these rules
+//! modes = ["alert", "enforce"]  # optional: only workloads in these modes (default: all scoring)
 //! ```
 
 use std::{path::Path, time::Duration};
@@ -39,6 +49,8 @@ pub struct Config {
     pub redact: RedactConfig,
     /// Alert output.
     pub alerts: AlertsConfig,
+    /// Automated responses.
+    pub respond: crate::respond::RespondConfig,
 }
 
 /// `[alerts]`: where alerts go besides the store. Its `Debug` never shows the secret.
@@ -149,10 +161,11 @@ impl Config {
         })
     }
 
-    /// Parses configuration text, checking the redaction patterns too.
+    /// Parses configuration text, checking the redaction patterns and the response rules too.
     pub fn parse(text: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         profiles::redact::Redactor::new(&c.redact).map_err(|e| e.to_string())?;
+        c.respond.validate()?;
         Ok(c)
     }
 }
@@ -219,6 +232,14 @@ mod tests {
             (
                 "[redact]\nextra_patterns = [\"(\"]",
                 "invalid redaction pattern",
+            ),
+            (
+                "[[respond.rules]]\naction = \"kill\"\nmin_severity = \"high\"\nrules = [\"miner\"]",
+                "unknown alert rule \"miner\"; known rules: crypto-miner,",
+            ),
+            (
+                "[[respond.rules]]\naction = \"nuke\"\nmin_severity = \"high\"",
+                "unknown variant `nuke`",
             ),
         ] {
             let err = Config::parse(text).unwrap_err();

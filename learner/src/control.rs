@@ -110,6 +110,10 @@ impl Agent for Control {
             .store()
             .all_json(crate::alerting::ALERTS_TREE)?)
     }
+
+    fn audit(&self) -> Result<Vec<api::AuditRecord>, ApiError> {
+        Ok(crate::respond::audit::all(self.recorder().store())?)
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod enrich;
 pub mod evaluate;
 pub mod kernel;
 pub mod recorder;
+pub mod respond;
 pub mod running;
 pub mod sockets;
 pub mod view;

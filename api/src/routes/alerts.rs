@@ -1,4 +1,5 @@
-//! `GET /v1/alerts[?workload=&severity=&limit=]`: stored alerts, most recent first.
+//! `GET /v1/alerts[?workload=&severity=&limit=]`: stored alerts, most recent first; and
+//! `GET /v1/audit[?workload=]`: the actions taken because of them, oldest first.
 
 use axum::{
     Json,
@@ -8,7 +9,7 @@ use scorer::alert::{Alert, Severity};
 use serde::Deserialize;
 
 use super::AgentRef;
-use crate::ApiError;
+use crate::{ApiError, AuditRecord};
 
 /// Filters.
 #[derive(Debug, Deserialize)]
@@ -41,4 +42,25 @@ pub async fn list(
     alerts.sort_by(|a, b| b.last_ns.cmp(&a.last_ns).then_with(|| a.key.cmp(&b.key)));
     alerts.truncate(f.limit.unwrap_or(100));
     Ok(Json(alerts))
+}
+
+/// Filter of the audit log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    workload: Option<String>,
+}
+
+/// The audit log, oldest first.
+pub async fn audit(
+    State(agent): AgentRef,
+    Query(f): Query<AuditFilter>,
+) -> Result<Json<Vec<AuditRecord>>, ApiError> {
+    Ok(Json(
+        agent
+            .audit()?
+            .into_iter()
+            .filter(|r| f.workload.as_ref().is_none_or(|w| &r.workload == w))
+            .collect(),
+    ))
 }

@@ -22,6 +22,7 @@ pub fn router() -> Router<Arc<dyn Agent>> {
     Router::new()
         .route("/v1/status", get(status::get))
         .route("/v1/alerts", get(alerts::list))
+        .route("/v1/audit", get(alerts::audit))
         .route("/v1/modes", get(workloads::modes))
         .route("/v1/workloads", get(workloads::list))
         .route("/v1/workloads/{workload}", get(workloads::show))

@@ -1,4 +1,5 @@
-//! `baseliner alerts`: stored alerts, through the running agent when there is one.
+//! `baseliner alerts`: stored alerts, and `baseliner audit`: the actions taken because of them;
+//! through the running agent when there is one.
 
 use std::process::ExitCode;
 
@@ -23,6 +24,52 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Options of `baseliner audit`.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Only this workload's actions.
+    #[arg(long)]
+    workload: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `baseliner audit`: the audit log, oldest first.
+pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let query = args.workload.as_ref().map_or(String::new(), |w| {
+        format!("?workload={}", api::workload_segment(w))
+    });
+    block_on(async {
+        let client = args.target.connect().await?;
+        let records: Vec<api::AuditRecord> = client.get(&format!("/v1/audit{query}")).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&records)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        if records.is_empty() {
+            println!("no actions");
+        }
+        for r in &records {
+            let a = &r.action;
+            println!(
+                "{} {} {} {} on {}: {} (alert {}: {})",
+                when(a.at_ns),
+                r.actor,
+                a.action,
+                r.workload,
+                a.target,
+                a.outcome,
+                r.alert_key,
+                r.alert_summary
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn when(ns: u64) -> String {

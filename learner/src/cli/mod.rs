@@ -41,6 +41,8 @@ enum Command {
     Mode(mode::Args),
     /// Stored alerts, most recent first.
     Alerts(alerts::Args),
+    /// The audit log: responses the agent took, with the alerts that caused them.
+    Audit(alerts::AuditArgs),
     /// Score a recorded trace offline against an exported profile.
     Replay(replay::Args),
     /// Detection quality on a recorded dataset: learn, hold back, attack.
@@ -74,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Profile(a) => profile::run(a),
         Command::Mode(a) => mode::run(a),
         Command::Alerts(a) => alerts::run(a),
+        Command::Audit(a) => alerts::audit(a),
         Command::Replay(a) => replay::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Status(a) => status::run(a),

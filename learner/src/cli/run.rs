@@ -19,6 +19,7 @@ use learner::{
     enforce::enforcer::Enforcer,
     kernel::{KernelStats, Probes},
     recorder::{Recorder, now_ns},
+    respond::{NoKubernetes, Responder},
 };
 use profiles::{mode::Mode, redact::Redactor, store::Store};
 
@@ -114,9 +115,8 @@ impl Sink for Learner {
             Ok(Mode::Learn) => r.learn(e).map(|_| false),
             Ok(mode) => {
                 let list = self.enforcer.allow_list(&e.workload.id);
-                let enforcing = list.as_deref().map(|l| (mode, l));
                 self.alerter
-                    .handle(e, &mut r, enforcing)
+                    .handle(e, &mut r, mode, list.as_deref())
                     .map(|a| !a.is_empty())
             }
             Err(err) => Err(err),
@@ -347,6 +347,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "Falco output",
     )?;
     let mut alerter = Alerter::new(alerts_out);
+    if !config.respond.rules.is_empty() {
+        tracing::info!(
+            rules = config.respond.rules.len(),
+            "automated responses configured"
+        );
+        alerter = alerter.with_responder(Responder::new(
+            config.respond.clone(),
+            Box::new(NoKubernetes),
+        ));
+    }
     if let Some(out) = falco_out {
         alerter = alerter.with_falco(out);
     }

@@ -333,6 +333,7 @@ fn learned_windows_survive_a_restart_and_flag_a_connect_burst_in_alert_mode() {
             .handle(
                 connect("/w", start + u64::from(port) * 1_000_000, port),
                 &mut r,
+                Mode::Alert,
                 None,
             )
             .unwrap();
