@@ -471,6 +471,7 @@ impl Stream {
             exe: Some(exe),
             parent_exe: parent_exe.or_else(|| Some("/usr/lib/systemd/systemd".into())),
             existing: false,
+            blocked: false,
             detail,
         };
         (w, event)

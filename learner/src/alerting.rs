@@ -171,13 +171,22 @@ impl Alerter {
         };
         self.scored += 1;
         let mut alert = self.scorer.score(&event, &profile, state);
-        if let Some(list) = list
-            && let Some(a) = alert.take()
-        {
-            alert = Some(match list.blocks(&event) {
+        if let Some(a) = alert.take() {
+            // The kernel says when it killed an exec; for connects (refused with EPERM) the
+            // allow-list it holds says the same.
+            let verdict = if event.blocked {
+                let program = match &event.detail {
+                    profiles::EventDetail::Exec { filename, .. } => filename.as_str(),
+                    _ => event.comm.as_str(),
+                };
+                Some(format!("the kernel killed {program} before it ran"))
+            } else {
+                list.and_then(|l| l.blocks(&event))
+            };
+            alert = Some(match verdict {
                 Some(why) if mode == Mode::Enforce => a.enforced(Enforcement::Blocked, why),
-                Some(why) => a.enforced(Enforcement::WouldBlock, why),
-                None => a,
+                Some(why) if mode == Mode::DryRun => a.enforced(Enforcement::WouldBlock, why),
+                _ => a,
             });
         }
         let windows = match self.windows.get_mut(&event.workload.id) {

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use learner_ebpf::{
     ARGV_BUF, EventHeader, EventKind, ExecEvent, FLAG_ARGV_TRUNCATED, FLAG_ARGV_UNKNOWN,
-    FLAG_PATH_TRUNCATED, IdCall, IdEvent, NetEvent, OpenEvent, SockAddr,
+    FLAG_BLOCKED, FLAG_PATH_TRUNCATED, IdCall, IdEvent, NetEvent, OpenEvent, SockAddr,
 };
 use profiles::{Access, Endpoint, EventDetail, Family, Protocol};
 use thiserror::Error;
@@ -62,6 +62,8 @@ pub struct Header {
     pub gid: u32,
     /// Command name.
     pub comm: String,
+    /// The kernel blocked the action (enforce mode: the exec was killed before it ran).
+    pub blocked: bool,
 }
 
 fn read<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
@@ -97,6 +99,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         uid: h.uid,
         gid: h.gid,
         comm: c_str(&h.comm),
+        blocked: h.flags & FLAG_BLOCKED != 0,
     };
     let mut fd = None;
     let (detail, dirfd) = match kind {

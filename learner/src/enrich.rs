@@ -260,6 +260,7 @@ impl Enricher {
             exe,
             parent_exe,
             existing: false,
+            blocked: h.blocked,
             detail,
         }
     }

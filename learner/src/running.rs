@@ -257,6 +257,7 @@ impl RunningProcess {
                 uid: self.uid,
                 gid: self.gid,
                 comm: self.comm.clone(),
+                blocked: false,
             },
             detail: EventDetail::Exec {
                 filename: self.exe.clone(),

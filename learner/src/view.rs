@@ -132,6 +132,7 @@ mod tests {
             exe: Some("/usr/sbin/nginx".into()),
             parent_exe: None,
             existing: false,
+            blocked: false,
             detail,
         }
     }

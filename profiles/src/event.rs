@@ -7,11 +7,18 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod decode;
+
+pub use decode::decode_json_into;
+
 /// Version of the JSON event schema written by `baseliner capture --json`.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One observed action of one process, attributed to its workload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Deserialize` is written by hand (in `event/decode.rs`) for speed; it accepts exactly what
+/// the derive did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
     /// Schema version of this record ([`SCHEMA_VERSION`] when written by this build).
     pub schema: u32,
@@ -42,6 +49,10 @@ pub struct Event {
     /// time. Absent when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub existing: bool,
+    /// True when the kernel blocked the action (enforce mode): an exec killed with SIGKILL
+    /// before the program ran. Absent when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub blocked: bool,
     /// Kind-specific fields; `kind` names the variant.
     #[serde(flatten)]
     pub detail: EventDetail,
@@ -296,6 +307,7 @@ mod tests {
             exe: Some("/usr/sbin/nginx".into()),
             parent_exe: Some("/usr/lib/systemd/systemd".into()),
             existing: false,
+            blocked: false,
             detail,
         }
     }

@@ -293,6 +293,7 @@ mod tests {
             exe: Some("/usr/bin/app".into()),
             parent_exe: None,
             existing: false,
+            blocked: false,
             detail,
         }
     }

@@ -450,6 +450,7 @@ mod tests {
             exe: Some(filename.into()),
             parent_exe: None,
             existing: false,
+            blocked: false,
             detail: EventDetail::Exec {
                 filename: filename.into(),
                 argv: vec![filename.into()],

@@ -3,7 +3,7 @@
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    hash::{BuildHasher, Hash, Hasher, RandomState},
+    hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState},
 };
 
 use profiles::{Access, Event, EventDetail, diff::DiffEntry};
@@ -15,6 +15,29 @@ pub const DEFAULT_WRITTEN_CAPACITY: usize = 4096;
 const COVERED_CAPACITY: usize = 16_384;
 /// Distinct novel events remembered (with their missing entries) before that cache starts over.
 const NOVEL_CAPACITY: usize = 1024;
+
+/// Sets and maps keyed by our own keyed hashes: those are already random, so hashing them
+/// again (SipHash) would only cost time.
+type Prehashed = BuildHasherDefault<PrehashedHasher>;
+
+/// The [`Hasher`] of [`Prehashed`]: a `u64` key is its own hash.
+#[derive(Default)]
+struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; fold anything else in, should it ever be.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// What the cache knows of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,13 +67,13 @@ pub(crate) enum Coverage<'a> {
 #[derive(Debug, Clone)]
 pub struct WorkloadState {
     hasher: RandomState,
-    written: HashSet<u64>,
+    written: HashSet<u64, Prehashed>,
     written_order: VecDeque<u64>,
     written_capacity: usize,
     /// Covered event → whether its entry was rare in the profile.
-    covered: HashMap<u64, bool>,
+    covered: HashMap<u64, bool, Prehashed>,
     /// Novel event → the entries the profile misses.
-    novel: HashMap<u64, Vec<DiffEntry>>,
+    novel: HashMap<u64, Vec<DiffEntry>, Prehashed>,
     /// The profile size the caches were filled against.
     covered_for: Option<usize>,
 }
@@ -66,11 +89,11 @@ impl WorkloadState {
     pub fn with_written_capacity(capacity: usize) -> WorkloadState {
         WorkloadState {
             hasher: RandomState::new(),
-            written: HashSet::new(),
+            written: HashSet::default(),
             written_order: VecDeque::new(),
             written_capacity: capacity.max(1),
-            covered: HashMap::new(),
-            novel: HashMap::new(),
+            covered: HashMap::default(),
+            novel: HashMap::default(),
             covered_for: None,
         }
     }

@@ -26,6 +26,7 @@ pub(crate) fn event(detail: EventDetail) -> Event {
         exe: Some("/usr/sbin/nginx".into()),
         parent_exe: Some("/usr/lib/systemd/systemd".into()),
         existing: false,
+        blocked: false,
         detail,
     }
 }

@@ -138,6 +138,10 @@ fn enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload() {
     assert!(!marker.exists(), "the unknown program ran");
     let blocked = wait_alert(&alerts, "other.sh");
     assert_eq!(blocked["enforcement"], "blocked", "{blocked:#}");
+    assert_eq!(
+        blocked["event"]["blocked"], true,
+        "the kernel says so: {blocked:#}"
+    );
 
     // An unknown port: EPERM.
     let refused = connect_in(&cg, other_port);

@@ -140,6 +140,7 @@ mod tests {
             exe: Some("/tmp/xmrig".into()),
             parent_exe: Some("/bin/bash".into()),
             existing: false,
+            blocked: false,
             detail: EventDetail::Exec {
                 filename: "/tmp/xmrig".into(),
                 argv: vec![

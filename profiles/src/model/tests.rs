@@ -36,6 +36,7 @@ pub(crate) fn event_with_parent(
         exe: Some("/usr/bin/app".into()),
         parent_exe: parent_exe.map(String::from),
         existing: false,
+        blocked: false,
         detail,
     }
 }

@@ -28,6 +28,7 @@ fn base(ts_ns: u64, detail: EventDetail) -> Event {
         exe: Some("/usr/local/bin/web".into()),
         parent_exe: Some("/usr/local/bin/web".into()),
         existing: false,
+        blocked: false,
         detail,
     }
 }
