@@ -86,3 +86,60 @@ fn replay_scores_a_trace_against_an_exported_profile() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn replay_uses_the_rate_model_the_export_carries() {
+    let dir = baseliner_tests::temp_dir("replay-rates");
+    let connect = |ts_ns: u64, port: u16| {
+        let mut e = event(serde_json::json!({
+            "kind": "connect", "family": "inet", "protocol": "tcp", "addr": "127.0.0.1",
+            "port": port
+        }));
+        e.ts_ns = ts_ns;
+        e
+    };
+    // Learned: one connection to the database every window, for 30 windows.
+    let mut profile = Profile::default();
+    profile.record(&connect(1, 5432));
+    let mut rates = profiles::rates::RateSamples::new(profiles::rates::DEFAULT_WINDOW_NS);
+    for _ in 0..30 {
+        rates.add([0, 0, 1, 0, 0, 0, 1]);
+    }
+    let export = profiles::export::export("/web", "r1", serde_json::Value::Null, &profile)
+        .with_rates(Some(rates));
+    let profile_file = dir.join("web.json");
+    std::fs::write(&profile_file, profiles::export::to_json(&export)).unwrap();
+    // Scored: 60 destinations in one second.
+    let trace: Vec<String> = (1..=60u16)
+        .map(|p| serde_json::to_string(&connect(100_000_000_000 + u64::from(p), 8000 + p)).unwrap())
+        .collect();
+    let trace_file = dir.join("scan.jsonl");
+    std::fs::write(&trace_file, trace.join("\n")).unwrap();
+    let out = Command::new(baseliner_bin())
+        .args(["replay", "--json", "--profile"])
+        .arg(&profile_file)
+        .arg(&trace_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rate = alerts
+        .iter()
+        .find(|a| a["reasons"][0]["rule"] == "rate")
+        .unwrap_or_else(|| panic!("no rate alert: {alerts:#?}"));
+    assert!(
+        rate["reasons"]
+            .to_string()
+            .contains("60 distinct connection destinations in 10 s; at most 1 in any of the 30 windows learned"),
+        "{rate:#}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,9 +10,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use profiles::{Event, redact::Redactor};
+use profiles::{Event, rates::DEFAULT_WINDOW_NS, redact::Redactor};
 use scorer::{
-    alert::{Aggregator, Observed},
+    alert::{Aggregator, Alert, Observed},
+    rates::{RateModel, RateWatch},
     score::{Scorer, WorkloadState},
 };
 
@@ -21,7 +22,8 @@ use scorer::{
 pub struct Args {
     /// The trace: one event per line, as `baseliner capture --json` prints.
     events: PathBuf,
-    /// The exported profile to score against (`baseliner profile export`), JSON or YAML.
+    /// The exported profile to score against (`baseliner profile export`), JSON or YAML; its
+    /// windows of activity, when it has them, give the rate model too.
     #[arg(long, value_name = "FILE")]
     profile: PathBuf,
     /// Print each alert as one JSON line instead of text.
@@ -37,6 +39,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let file = std::fs::File::open(&args.events)
         .with_context(|| format!("opening {}", args.events.display()))?;
     let scorer = Scorer::default();
+    // The rate model, when the export carries the windows it was learned from.
+    let model = match export.rates.as_ref().map(RateModel::fit) {
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            eprintln!("no rate model: {e}");
+            None
+        }
+        None => None,
+    };
+    let window_ns = model.as_ref().map_or(DEFAULT_WINDOW_NS, |m| m.window_ns);
     let redactor = Redactor::default();
     let mut aggregator = Aggregator::default();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -48,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut event: Option<Event> = None;
     let mut workloads: HashMap<String, usize> = HashMap::new();
     let mut names: Vec<String> = Vec::new();
-    let mut states: Vec<WorkloadState> = Vec::new();
+    let mut states: Vec<(WorkloadState, RateWatch)> = Vec::new();
     let mut last: Option<usize> = None;
     let mut n = 0u64;
     while let Some(line) = lines
@@ -89,28 +101,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 None => {
                     workloads.insert(id.clone(), states.len());
                     names.push(id.clone());
-                    states.push(WorkloadState::default());
+                    states.push((WorkloadState::default(), RateWatch::new(window_ns)));
                     states.len() - 1
                 }
             },
         };
         last = Some(i);
-        let Some(alert) = scorer.score(event, &export.profile, &mut states[i]) else {
-            continue;
-        };
-        if let Observed::New = aggregator.observe(alert.clone()) {
-            raised += 1;
-            if args.json {
-                writeln!(out, "{}", serde_json::to_string(&alert)?)?;
-            } else {
-                writeln!(
-                    out,
-                    "{:8} {} {}",
-                    alert.severity.as_str(),
-                    alert.workload,
-                    alert.summary
-                )?;
-            }
+        let (state, windows) = &mut states[i];
+        let alert = scorer.score(event, &export.profile, state);
+        let rate = windows.observe(model.as_ref(), event, alert.as_ref());
+        for a in alert.into_iter().chain(rate) {
+            raised += print_new(&mut out, &mut aggregator, a, args.json)?;
+        }
+    }
+    for (_, windows) in &mut states {
+        if let Some(a) = windows.tick(model.as_ref(), u64::MAX) {
+            raised += print_new(&mut out, &mut aggregator, a, args.json)?;
         }
     }
     out.flush()?;
@@ -126,6 +132,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .sum::<u64>()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `alert` when it is new (as JSON with `json`); returns 1 when it was.
+fn print_new(
+    out: &mut impl Write,
+    aggregator: &mut Aggregator,
+    alert: Alert,
+    json: bool,
+) -> anyhow::Result<u64> {
+    if !matches!(aggregator.observe(alert.clone()), Observed::New) {
+        return Ok(0);
+    }
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&alert)?)?;
+    } else {
+        writeln!(
+            out,
+            "{:8} {} {}",
+            alert.severity.as_str(),
+            alert.workload,
+            alert.summary
+        )?;
+    }
+    Ok(1)
 }
 
 /// Lines of a file as bytes, read in large blocks and handed out in place (no copy per line).
