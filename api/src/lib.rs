@@ -30,8 +30,8 @@ pub use routes::{
     workloads::ModeEntry,
 };
 pub use state::{
-    Agent, AgentRuntime, AlertCounters, AuditRecord, EnforceCounters, EnforcementStatus, Settings,
-    WorkloadEnforcement,
+    Agent, AgentRuntime, AlertCounters, AuditRecord, CanaryReport, EnforceCounters,
+    EnforcementStatus, Settings, WorkloadEnforcement,
 };
 
 /// Largest request body accepted (an imported profile is the biggest).

@@ -74,6 +74,27 @@ pub struct EnforcementStatus {
     pub kernel: EnforceCounters,
     /// Each workload in enforce mode.
     pub workloads: Vec<WorkloadEnforcement>,
+    /// The last canary run, if one ran.
+    #[serde(default)]
+    pub canary: Option<CanaryReport>,
+    /// Canary runs that failed since the agent started.
+    #[serde(default)]
+    pub canary_failures: u64,
+}
+
+/// The result of an enforcement canary run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryReport {
+    /// When it ran, Unix-epoch nanoseconds.
+    pub at_ns: u64,
+    /// Both blocks happened.
+    pub ok: bool,
+    /// The kernel killed the canary's forbidden exec.
+    pub exec_killed: bool,
+    /// The kernel refused the canary's forbidden connect.
+    pub connect_refused: bool,
+    /// What happened, in words.
+    pub detail: String,
 }
 
 /// The kernel's enforcement counters.

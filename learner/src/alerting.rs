@@ -219,6 +219,11 @@ impl Alerter {
         Ok(raised)
     }
 
+    /// Raises an alert the agent made itself (a failed canary), like any other.
+    pub fn raise_alert(&mut self, alert: Alert, recorder: &mut Recorder) -> Result<Option<Alert>> {
+        self.raise(alert, recorder, Mode::Alert)
+    }
+
     /// Takes the responses a new alert calls for, then stores it durably (and in the outbox)
     /// before delivering it; counts a repeat on the stored aggregate. Returns the alert when it
     /// was new.

@@ -125,6 +125,14 @@ fn enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload() {
     set_mode(&store, &cg.rel, "enforce");
     wait_enforcing(&store, &cg.rel, true);
 
+    // The canary proved blocking works when the agent started.
+    let out = run_cli_ok(&store, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let canary = &status["agent"]["enforcement"]["canary"];
+    assert_eq!(canary["ok"], true, "{canary:#}");
+    assert_eq!(canary["exec_killed"], true, "{canary:#}");
+    assert_eq!(canary["connect_refused"], true, "{canary:#}");
+
     // Allowed: the learned program and the learned destination.
     cg.run_bash("/bin/true");
     let ok = connect_in(&cg, allowed_port);
@@ -171,9 +179,10 @@ fn enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload() {
         let out = run_cli_ok(&store, &["status", "--json"]);
         let status: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let kernel = &status["agent"]["enforcement"]["kernel"];
-        if kernel["exec_killed"].as_u64() >= Some(2) {
-            assert_eq!(kernel["connect_denied"], 1, "{kernel}");
-            assert_eq!(kernel["exec_killed"], 2, "{kernel}");
+        // Two execs and one connect here, one of each by the canary at start.
+        if kernel["exec_killed"].as_u64() >= Some(3) {
+            assert_eq!(kernel["connect_denied"], 2, "{kernel}");
+            assert_eq!(kernel["exec_killed"], 3, "{kernel}");
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(3), "{kernel}");

@@ -49,6 +49,12 @@ enum Command {
     Eval(eval::Args),
     /// The agent, its kernel statistics, and each workload's mode and learning progress.
     Status(status::Args),
+    /// Internal: the enforcement canary's probe, run by the agent in the canary cgroup.
+    #[command(name = "__canary", hide = true)]
+    Canary {
+        /// The loopback port to try to connect to.
+        port: u16,
+    },
 }
 
 /// Sets up `tracing` on stderr.
@@ -79,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(a) => alerts::audit(a),
         Command::Replay(a) => replay::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Canary { port } => learner::enforce::canary::probe(port),
         Command::Status(a) => status::run(a),
     }
 }

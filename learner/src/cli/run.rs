@@ -10,13 +10,13 @@ use std::{
 };
 
 use anyhow::Context as _;
-use api::{AgentRuntime, EnforceCounters, EnforcementStatus, Settings};
+use api::{AgentRuntime, CanaryReport, EnforceCounters, EnforcementStatus, Settings};
 use learner::{
     alerting::Alerter,
     config::{Config, DEFAULT_CONFIG, LearnConfig},
     control::{Control, SharedRecorder},
     delivery::{Delivery, Destination, Outbox, Webhook, alertmanager},
-    enforce::enforcer::Enforcer,
+    enforce::{canary, enforcer::Enforcer},
     kernel::{KernelStats, Probes},
     recorder::{Recorder, now_ns},
     respond::{NoKubernetes, Responder},
@@ -80,6 +80,9 @@ pub struct Args {
     /// Seconds between writes of changed profiles to the store.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     flush_interval: f64,
+    /// Seconds between enforcement canary runs (one also runs at start); 0 turns it off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    canary_interval: f64,
 }
 
 impl Args {
@@ -106,10 +109,52 @@ struct Learner {
     errors: u64,
     delivery: Option<Delivery>,
     enforcer: Enforcer,
+    cgroup_root: PathBuf,
+    /// Time between canary runs; `None`: never.
+    canary_interval: Option<Duration>,
+    last_canary: Option<Instant>,
+    canary: Option<CanaryReport>,
+    canary_failures: u64,
+}
+
+impl Learner {
+    /// Runs the enforcement canary when it is due; a failure is a critical alert.
+    fn canary(&mut self, probes: &mut Probes) -> anyhow::Result<()> {
+        let Some(every) = self.canary_interval else {
+            return Ok(());
+        };
+        if self.last_canary.is_some_and(|t| t.elapsed() < every) {
+            return Ok(());
+        }
+        self.last_canary = Some(Instant::now());
+        let report = match canary::run(probes, &self.cgroup_root) {
+            Ok(r) => r,
+            Err(e) => CanaryReport {
+                at_ns: now_ns(),
+                detail: format!("the canary could not run: {e:#}"),
+                ..CanaryReport::default()
+            },
+        };
+        if report.ok {
+            tracing::info!("enforcement canary: {}", report.detail);
+        } else {
+            self.canary_failures += 1;
+            tracing::error!("enforcement canary FAILED: {}", report.detail);
+            let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+            self.alerter
+                .raise_alert(canary::alert(&report), &mut r)
+                .context("raising the canary alert")?;
+        }
+        self.canary = Some(report);
+        Ok(())
+    }
 }
 
 impl Sink for Learner {
     fn event(&mut self, e: profiles::Event) -> anyhow::Result<()> {
+        if e.workload.id.strip_prefix('/') == Some(canary::CANARY_CGROUP) {
+            return Ok(()); // the agent's own canary
+        }
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         let result = match r.mode(&e.workload.id) {
             Ok(Mode::Learn) => r.learn(e).map(|_| false),
@@ -189,6 +234,7 @@ impl Sink for Learner {
     }
 
     fn sync_kernel(&mut self, probes: &mut Probes) -> anyhow::Result<()> {
+        self.canary(probes)?;
         let r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         // Blocking must follow the modes: a failure here stops the agent rather than leave
         // stale allow-lists in force.
@@ -207,6 +253,8 @@ impl Sink for Learner {
                 connect_denied: k.connect_denied,
             },
             workloads: self.enforcer.report().to_vec(),
+            canary: self.canary.clone(),
+            canary_failures: self.canary_failures,
         };
         Ok(())
     }
@@ -391,6 +439,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         errors: 0,
         delivery,
         enforcer: Enforcer::new(&cgroup_root),
+        cgroup_root,
+        canary_interval: (args.canary_interval > 0.0)
+            .then(|| Duration::try_from_secs_f64(args.canary_interval))
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("--canary-interval must be a number of seconds"))?,
+        last_canary: None,
+        canary: None,
+        canary_failures: 0,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -18,6 +18,11 @@ pub struct Args {
     json: bool,
 }
 
+/// Seconds from `ns` (Unix-epoch nanoseconds) to now.
+fn now_secs(ns: u64) -> u64 {
+    learner::recorder::now_ns().saturating_sub(ns) / 1_000_000_000
+}
+
 fn ago(secs: u64) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
@@ -60,6 +65,23 @@ pub fn render(s: &StatusReport) -> String {
                 "scored {} events: {} alerts raised, {} repeats; delivery: {} delivered, {} failed \
                  attempts, {} pending",
                 c.scored, c.raised, c.repeats, c.delivered, c.failed, c.pending
+            );
+            let e = &a.enforcement;
+            let canary = match &e.canary {
+                None => "not run".to_string(),
+                Some(c) if c.ok => format!("passed {} ago", ago(now_secs(c.at_ns))),
+                Some(c) => format!("FAILED {} ago: {}", ago(now_secs(c.at_ns)), c.detail),
+            };
+            let _ = writeln!(
+                out,
+                "enforcement: {} workloads enforcing; kernel killed {} execs, refused {} connects; \
+                 canary {canary}",
+                e.workloads
+                    .iter()
+                    .filter(|w| w.state == "enforcing")
+                    .count(),
+                e.kernel.exec_killed,
+                e.kernel.connect_denied
             );
             let t = &a.kernel["total"];
             if t.is_object() {

@@ -95,6 +95,7 @@ impl RespondConfig {
                 scorer::score::RARITY,
                 scorer::rates::RATE,
                 scorer::alert::ENFORCE,
+                crate::enforce::canary::CANARY,
             ])
             .collect();
         for rule in &self.rules {
