@@ -17,15 +17,18 @@ use learner_ebpf::{
 use crate::{
     ctx_read,
     emit::{begin_header, count_seen, fill_task, monitored_cgroup, output},
-    maps::{EXEC_PENDING, EXEC_SCRATCH, PARENTS},
+    maps::{CONFIG, EXEC_PENDING, EXEC_SCRATCH, PARENTS},
 };
 
 const AT_FDCWD: i32 = -100;
 
-/// `sched:sched_process_fork`: remember the parent of every child of a monitored cgroup.
+/// `sched:sched_process_fork`: remember the parent of every child. Every child, not only those
+/// of monitored cgroups: a process is often forked outside its workload's cgroup and moves in
+/// before it execs (a container runtime, a shell's `echo $$ > cgroup.procs`), and by the time
+/// its exec is read the parent may be gone from /proc.
 #[tracepoint(category = "sched", name = "sched_process_fork")]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
-    if monitored_cgroup().is_none() {
+    if CONFIG.get(0).is_none_or(|c| c.paused != 0) {
         return 0;
     }
     // child_pid at offset 20; the forking task is current.

@@ -468,3 +468,20 @@ pub fn run_miner(cg: &TestCgroup, miner: &Path) {
         miner.display()
     );
 }
+
+/// The first alert in the JSON-lines file `alerts` (`--alerts-jsonl`) whose line contains
+/// `needle`; panics when none appears within 2 s.
+pub fn wait_alert(alerts: &Path, needle: &str) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let text = fs::read_to_string(alerts).unwrap_or_default();
+        if let Some(a) = text.lines().find(|l| l.contains(needle)) {
+            return serde_json::from_str(a).expect("an alert line is JSON");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "no alert about {needle}: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -35,7 +35,12 @@ fn a_miner_in_an_alerting_workload_raises_a_critical_alert() {
     cg.run_bash(&normal);
     std::thread::sleep(Duration::from_millis(600));
     let lines = || std::fs::read_to_string(&alerts).unwrap_or_default();
-    assert_eq!(lines(), "", "learned behaviour raised an alert");
+    assert_eq!(
+        lines(),
+        "",
+        "learned behaviour raised an alert; profile: {:#}",
+        baseliner_tests::show_profile(&store, &cg.rel)
+    );
 
     // A miner-like program: its name, a stratum pool URL and a connect to the pool.
     let miner = dir.join("xmrig");

@@ -14,7 +14,8 @@ use std::{
 };
 
 use baseliner_tests::{
-    LearnAgent, TestCgroup, live_enabled, loopback_listener, run_cli_ok, set_mode, write_miner,
+    LearnAgent, TestCgroup, live_enabled, loopback_listener, run_cli_ok, set_mode, wait_alert,
+    write_miner,
 };
 
 /// Writes an executable script that creates `marker` when it runs.
@@ -32,22 +33,6 @@ fn connect_in(cg: &TestCgroup, port: u16) -> Output {
         ))
         .output()
         .unwrap()
-}
-
-/// The first alert in the JSON-lines file `alerts` that mentions `needle`, waiting up to 2 s.
-fn wait_alert(alerts: &Path, needle: &str) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(alerts).unwrap_or_default();
-        if let Some(a) = text.lines().find(|l| l.contains(needle)) {
-            return serde_json::from_str(a).unwrap();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "no alert about {needle}: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Waits until `baseliner status` reports the workload enforcing (or not), at most 3 s.

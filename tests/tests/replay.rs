@@ -1,7 +1,7 @@
 //! `baseliner replay` (no root): a trace scored offline against an exported profile raises
 //! alerts only for what the profile does not cover, and rejects bad input clearly.
 
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 use baseliner_tests::baseliner_bin;
 use profiles::{Event, model::Profile};
@@ -17,6 +17,24 @@ fn event(kind: serde_json::Value) -> Event {
         .unwrap()
         .extend(kind.as_object().unwrap().clone());
     serde_json::from_value(v).unwrap()
+}
+
+/// `baseliner replay --json --profile PROFILE TRACE`, which must succeed: its alerts and stderr.
+fn replay_json(profile: &Path, trace: &Path) -> (Vec<serde_json::Value>, String) {
+    let out = Command::new(baseliner_bin())
+        .args(["replay", "--json", "--profile"])
+        .arg(profile)
+        .arg(trace)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let alerts = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (alerts, stderr)
 }
 
 #[test]
@@ -44,22 +62,7 @@ fn replay_scores_a_trace_against_an_exported_profile() {
     let trace_file = dir.join("trace.jsonl");
     std::fs::write(&trace_file, trace).unwrap();
 
-    let out = Command::new(baseliner_bin())
-        .args(["replay", "--json", "--profile"])
-        .arg(&profile_file)
-        .arg(&trace_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let alerts: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (alerts, stderr) = replay_json(&profile_file, &trace_file);
     assert_eq!(alerts.len(), 1, "the repeat aggregates: {alerts:#?}");
     assert_eq!(alerts[0]["severity"], "high", "{:#}", alerts[0]);
     assert!(
@@ -67,7 +70,6 @@ fn replay_scores_a_trace_against_an_exported_profile() {
             .to_string()
             .contains("shell-from-server")
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("scored 4 events"), "{stderr}");
 
     // Bad input: a clear error naming the line.
@@ -115,22 +117,7 @@ fn replay_uses_the_rate_model_the_export_carries() {
         .collect();
     let trace_file = dir.join("scan.jsonl");
     std::fs::write(&trace_file, trace.join("\n")).unwrap();
-    let out = Command::new(baseliner_bin())
-        .args(["replay", "--json", "--profile"])
-        .arg(&profile_file)
-        .arg(&trace_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let alerts: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (alerts, _) = replay_json(&profile_file, &trace_file);
     let rate = alerts
         .iter()
         .find(|a| a["reasons"][0]["rule"] == "rate")

@@ -12,7 +12,7 @@ use std::{
 
 use baseliner_tests::{
     LearnAgent, MINER_WALLET, TestCgroup, live_enabled, loopback_listener, normal_workload,
-    run_cli_ok, set_mode,
+    run_cli_ok, set_mode, wait_alert,
 };
 
 /// A miner-like script that connects to its pool, then keeps running (a child `sleep`).
@@ -40,22 +40,6 @@ fn start_miner(cg: &TestCgroup, miner: &Path) -> Child {
         .env("POOL_PORT", pool.to_string())
         .spawn()
         .unwrap()
-}
-
-/// The alert about `needle` in the JSON-lines file, waiting up to 2 s.
-fn wait_alert(alerts: &Path, needle: &str) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(alerts).unwrap_or_default();
-        if let Some(a) = text.lines().find(|l| l.contains(needle)) {
-            return serde_json::from_str(a).unwrap();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "no alert: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
