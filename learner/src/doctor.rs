@@ -201,22 +201,33 @@ pub fn run() -> Vec<Check> {
 
     // The decisive check: load and attach every program of the agent (filter on, nothing
     // monitored, so nothing is captured), then detach.
+    // The enforcement programs attach to the cgroup2 root; nothing is enforced until a cgroup
+    // is in the enforcement map.
+    let root = crate::attribution::cgroup::cgroup2_mount().ok();
     let opts = LoadOptions {
         filter: true,
         ring_bytes: 64 * 1024,
+        enforce_root: root.clone(),
         ..LoadOptions::default()
     };
     out.push(match Probes::load(&opts, &[]) {
         Ok(p) => {
             drop(p);
+            let enforce = match &root {
+                Some(r) => format!(
+                    " and both enforcement programs (cgroup/connect4, connect6) attach to {}",
+                    r.display()
+                ),
+                None => " (no cgroup2 mount: the enforcement programs were not tried)".into(),
+            };
             check(
                 "agent programs",
-                true,
+                root.is_some(),
                 format!(
-                    "all {} tracepoint programs load and attach",
+                    "all {} tracepoint programs load and attach{enforce}",
                     load::TRACEPOINTS.len()
                 ),
-                String::new(),
+                format!("the tracepoint programs load{enforce}"),
             )
         }
         Err(e) => check("agent programs", false, String::new(), e.to_string()),
