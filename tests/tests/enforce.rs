@@ -174,10 +174,50 @@ fn enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // A profile change (an imported profile that allows other.sh) is in force within a second.
+    let text = String::from_utf8(run_cli_ok(&store, &["profile", "export", &cg.rel])).unwrap();
+    let mut export = profiles::export::import(&text).unwrap();
+    let seen = *export.profile.execs.values().next().unwrap();
+    export.profile.execs.insert(
+        profiles::model::ExecEntry {
+            path: other.display().to_string(),
+            args: None,
+        },
+        seen,
+    );
+    let changed = profiles::export::export(
+        export.workload.clone(),
+        export.revision.clone(),
+        export.learning.clone(),
+        &export.profile,
+    )
+    .with_rates(export.rates.clone());
+    let file = dir.join("approved.json");
+    std::fs::write(&file, profiles::export::to_json(&changed)).unwrap();
+    run_cli_ok(&store, &["profile", "import", file.to_str().unwrap()]);
+    let started = Instant::now();
+    loop {
+        let status = cg.command(&other).status().unwrap();
+        if status.success() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "the change was not in force after {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(marker.exists(), "the newly allowed program ran");
+    std::fs::remove_file(&marker).unwrap();
+    // Only what was added: the other unknown program still dies.
+    let status = cg.command(&unknown).status().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+
     // Back to alert: the same program runs, the same port answers.
     set_mode(&store, &cg.rel, "alert");
     wait_enforcing(&store, &cg.rel, false);
-    let status = cg.command(&other).status().unwrap();
+    let status = cg.command(&unknown).status().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(marker.exists(), "the program ran after enforcement ended");
     let ok = connect_in(&cg, other_port);
