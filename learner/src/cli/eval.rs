@@ -82,6 +82,16 @@ fn render(results: &[TraceResult]) -> String {
             out += &format!("{:44}  … {} more\n", "", r.summaries.len() - SHOWN);
         }
     }
+    let normals: Vec<&TraceResult> = results.iter().filter(|r| r.kind == "normal").collect();
+    let hours: f64 = normals.iter().map(|r| r.seconds / 3600.0).sum();
+    let alarms: usize = normals.iter().map(|r| r.alerts).sum();
+    if hours > 0.0 {
+        out += &format!(
+            "\nnormal traffic held back: {hours:.2} workload-hours, {alarms} false alarms \
+             ({:.2} per workload-hour)\n",
+            alarms as f64 / hours
+        );
+    }
     out
 }
 

@@ -1,5 +1,5 @@
-//! The agent under test: `baseliner capture` started and stopped around a workload, and its
-//! statistics.
+//! The agent under test: `baseliner capture` (or, through [`Agent::spawn`], another capturing
+//! subcommand) started and stopped around a workload, and its statistics.
 
 use std::{
     fs,
@@ -89,17 +89,24 @@ pub(crate) struct Agent {
 impl Agent {
     /// Starts the agent on `cgroup` and waits until it has attached its probes.
     pub(crate) fn start(bin: &Path, cgroup: &Path, extra: &[&str]) -> Result<Agent> {
-        let mut child = Command::new(bin)
-            .args(["capture", "--json", "--stats-json", "--cgroup"])
+        let mut cmd = Command::new(bin);
+        cmd.args(["capture", "--json", "--stats-json", "--cgroup"])
             .arg(cgroup)
-            .args(extra)
+            .args(extra);
+        Agent::spawn(cmd)
+    }
+
+    /// Starts `cmd` (a `baseliner` subcommand that captures) and waits until it reports that
+    /// its probes are attached ("capturing ..." on stderr).
+    pub(crate) fn spawn(mut cmd: Command) -> Result<Agent> {
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+            .with_context(|| format!("starting {:?}", cmd.get_program()))?;
         let mut out = child.stdout.take().context("agent stdout")?;
         let err = child.stderr.take().context("agent stderr")?;
         let stdout = thread::spawn(move || {
@@ -161,6 +168,26 @@ impl Agent {
 
     /// Stops the agent with SIGINT and collects its statistics.
     pub(crate) fn stop(mut self) -> Result<AgentReport> {
+        let lines = self.shutdown()?;
+        let stats = self
+            .log
+            .iter()
+            .rev()
+            .filter(|l| l.trim_start().starts_with('{'))
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("total").is_some())
+            .with_context(|| {
+                format!(
+                    "no statistics line on the agent's stderr:\n{}",
+                    self.log.join("\n")
+                )
+            })?;
+        Ok(AgentReport { stats, lines })
+    }
+
+    /// Stops the agent with SIGINT and checks that it exited cleanly; the number of lines it
+    /// wrote to stdout. Its stderr is in `log` afterwards.
+    pub(crate) fn shutdown(&mut self) -> Result<u64> {
         let mut child = self.child.take().context("agent already stopped")?;
         // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -188,20 +215,7 @@ impl Agent {
             "agent failed ({status}); stderr:\n{}",
             self.log.join("\n")
         );
-        let stats = self
-            .log
-            .iter()
-            .rev()
-            .filter(|l| l.trim_start().starts_with('{'))
-            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v.get("total").is_some())
-            .with_context(|| {
-                format!(
-                    "no statistics line on the agent's stderr:\n{}",
-                    self.log.join("\n")
-                )
-            })?;
-        Ok(AgentReport { stats, lines })
+        Ok(lines)
     }
 }
 

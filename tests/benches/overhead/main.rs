@@ -4,7 +4,12 @@
 //! cgroup2 directory, so the agent's cgroup filter selects it — the realistic case of a
 //! monitored workload. Each round measures agent off and on back to back (odd rounds off first, even rounds on first); the slowdown is the median of the per-round ratios. The agent's
 //! stdout (one JSON event per line) is read and counted by this process, so userspace decoding
-//! and serialisation are part of the cost. A final storm with a 4 KiB ring checks that every
+//! and serialisation are part of the cost.
+//!
+//! The exec and connect loops get a third measurement per round: `baseliner run` with the
+//! loop's workload in enforce mode against a 100-entry allow-list that allows what the loop
+//! does (odd rounds off, capture, enforce; even rounds the reverse). The kernel's enforcement
+//! counters must show every operation checked and none blocked, else the bench fails. A final storm with a 4 KiB ring checks that every
 //! event the kernel saw is accounted for (emitted, deduplicated or counted as dropped).
 //!
 //! Needs root. Build the agent first: `cargo build --release -p learner`, then
@@ -12,15 +17,17 @@
 //! measurement, default 2), `BENCH_ROUNDS` (default 5).
 
 mod agent;
+mod enforce;
 mod util;
 mod workload;
 
 use std::{fs, process::ExitCode, thread};
 
-use anyhow::{Context as _, Result, anyhow, ensure};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use baseliner_tests::{TestCgroup, bench_main, env_num};
 
 use agent::{Agent, agent_binary};
+use enforce::{ALLOW_LIST_ENTRIES, Counters, EnforceStore};
 use util::{group, median};
 use workload::{TempFiles, run_workload, start_listener, workload};
 
@@ -48,6 +55,22 @@ struct Loop {
     agent_args: &'static [&'static str],
     /// The statistics kind this loop produces.
     stat_kind: &'static str,
+    /// Also measure `baseliner run` with the workload in enforce mode.
+    enforce: bool,
+}
+
+/// The enforce-mode measurement of a loop.
+struct EnforceResult {
+    /// Median ops/s.
+    ops: f64,
+    /// Median of the per-round enforce/off ratios.
+    vs_off: f64,
+    /// Median of the per-round enforce/capture ratios.
+    vs_capture: f64,
+    /// Median of the per-round enforce/capture ratios of operations per CPU-second.
+    cpu_vs_capture: f64,
+    /// The kernel counters after the last enforce run.
+    counters: Counters,
 }
 
 struct LoopResult {
@@ -59,6 +82,7 @@ struct LoopResult {
     /// Median of the per-round ratios of operations per CPU-second of the workload.
     cpu_ratio: f64,
     rss_kib: Option<u64>,
+    enforce: Option<EnforceResult>,
 }
 
 fn bench() -> Result<ExitCode> {
@@ -79,7 +103,8 @@ fn bench() -> Result<ExitCode> {
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     println!("baseliner capture overhead");
     println!(
-        "agent {}; kernel {}; {cpus} CPUs; {secs} s per measurement, {rounds} rounds (off/on, then on/off)",
+        "agent {}; kernel {}; {cpus} CPUs; {secs} s per measurement, {rounds} rounds (off/on, then on/off; \
+         exec and connect also enforce: off/capture/enforce, then the reverse)",
         bin.display(),
         kernel.trim()
     );
@@ -95,6 +120,7 @@ fn bench() -> Result<ExitCode> {
             params: vec![],
             agent_args: &[],
             stat_kind: "exec",
+            enforce: true,
         },
         Loop {
             name: "open+close (same file)",
@@ -103,6 +129,7 @@ fn bench() -> Result<ExitCode> {
             params: vec![dir.clone(), "1".into()],
             agent_args: &[],
             stat_kind: "open",
+            enforce: false,
         },
         Loop {
             name: "open+close (2000 distinct files, dedup off)",
@@ -111,6 +138,7 @@ fn bench() -> Result<ExitCode> {
             params: vec![dir.clone(), DISTINCT_FILES.to_string()],
             agent_args: &["--dedup-window", "0"],
             stat_kind: "open",
+            enforce: false,
         },
         Loop {
             name: "connect+close 127.0.0.1",
@@ -119,6 +147,7 @@ fn bench() -> Result<ExitCode> {
             params: vec![port.to_string()],
             agent_args: &[],
             stat_kind: "connect",
+            enforce: true,
         },
     ];
 
@@ -132,39 +161,96 @@ fn bench() -> Result<ExitCode> {
         };
         println!("## {} ({dedup})", l.name);
         let cg = TestCgroup::new(&format!("bench-{}", l.label)).context("creating a cgroup")?;
+        let store = if l.enforce {
+            let s = EnforceStore::create(&bin, &cg, port)?;
+            println!(
+                "  enforce: `baseliner run`, {} in enforce mode with a {ALLOW_LIST_ENTRIES}-entry allow-list",
+                cg.rel
+            );
+            Some(s)
+        } else {
+            None
+        };
         let (mut off, mut on) = (Vec::new(), Vec::new());
         let mut last = None;
         let mut ratios = Vec::new();
         let mut cpu_ratios = Vec::new();
+        let (mut enf, mut enf_off, mut enf_cap, mut enf_cpu) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut counters = None;
         for round in 1..=rounds {
-            // Even rounds measure "on" first, so a drift in machine load cancels out.
-            let off_first = round % 2 == 1;
-            let o = if off_first {
-                Some(run_workload(&cg, l.kind, &l.params, secs, None)?)
-            } else {
-                None
-            };
-            let agent = Agent::start(&bin, &cg.path, l.agent_args)?;
-            let r = run_workload(&cg, l.kind, &l.params, secs, Some(agent.pid()));
-            let report = agent.stop()?;
-            let r = r?;
-            let o = match o {
-                Some(o) => o,
-                None => run_workload(&cg, l.kind, &l.params, secs, None)?,
-            };
+            // Odd rounds measure off, capture (, enforce); even rounds the reverse, so a drift
+            // in machine load cancels out.
+            let mut order = vec![Measure::Off, Measure::Capture];
+            if store.is_some() {
+                order.push(Measure::Enforce);
+            }
+            if round % 2 == 0 {
+                order.reverse();
+            }
+            let (mut o, mut r, mut e) = (None, None, None);
+            for m in order {
+                match m {
+                    Measure::Off => o = Some(run_workload(&cg, l.kind, &l.params, secs, None)?),
+                    Measure::Capture => {
+                        let agent = Agent::start(&bin, &cg.path, l.agent_args)?;
+                        let run = run_workload(&cg, l.kind, &l.params, secs, Some(agent.pid()));
+                        let report = agent.stop()?;
+                        let run = run?;
+                        last = Some((report, run.rss_kib));
+                        r = Some(run);
+                    }
+                    Measure::Enforce => {
+                        let store = store.as_ref().context("no enforce store")?;
+                        let (run, c) = run_enforced(store, &cg, l, secs)?;
+                        counters = Some(c);
+                        e = Some(run);
+                    }
+                }
+            }
+            let (o, r) = (o.context("no off run")?, r.context("no capture run")?);
             ratios.push(r.ops_per_s / o.ops_per_s);
             cpu_ratios.push(r.ops_per_cpu_s / o.ops_per_cpu_s);
-            println!(
-                "  round {round}: off {:>10} ops/s   on {:>10} ops/s   ({:.3}; per CPU-second {:.3})",
+            print!(
+                "  round {round}: off {:>10} ops/s   capture {:>10} ops/s   (capture/off {:.3}; per CPU-second {:.3})",
                 group(o.ops_per_s as u64),
                 group(r.ops_per_s as u64),
                 r.ops_per_s / o.ops_per_s,
                 r.ops_per_cpu_s / o.ops_per_cpu_s
             );
+            if let Some(e) = e {
+                println!(
+                    "   enforce {:>10} ops/s   (enforce/off {:.3}, enforce/capture {:.3}; \
+                     per CPU-second {:.3})",
+                    group(e.ops_per_s as u64),
+                    e.ops_per_s / o.ops_per_s,
+                    e.ops_per_s / r.ops_per_s,
+                    e.ops_per_cpu_s / r.ops_per_cpu_s
+                );
+                enf.push(e.ops_per_s);
+                enf_off.push(e.ops_per_s / o.ops_per_s);
+                enf_cap.push(e.ops_per_s / r.ops_per_s);
+                enf_cpu.push(e.ops_per_cpu_s / r.ops_per_cpu_s);
+            } else {
+                println!();
+            }
             off.push(o.ops_per_s);
             on.push(r.ops_per_s);
-            last = Some((report, r.rss_kib));
         }
+        if let Some(s) = &store {
+            println!(
+                "  enforce: allow-list of {ALLOW_LIST_ENTRIES} entries, {} kernel map entries",
+                s.kernel_entries.get()
+            );
+        }
+        drop(store);
+        let enforce = counters.map(|counters| EnforceResult {
+            ops: median(&enf),
+            vs_off: median(&enf_off),
+            vs_capture: median(&enf_cap),
+            cpu_vs_capture: median(&enf_cpu),
+            counters,
+        });
         let (report, rss_kib) = last.context("no rounds")?;
         let (moff, mon, ratio) = (median(&off), median(&on), median(&ratios));
         let cpu_ratio = median(&cpu_ratios);
@@ -194,6 +280,18 @@ fn bench() -> Result<ExitCode> {
                 kib as f64 / 1024.0
             );
         }
+        if let Some(e) = &enforce {
+            println!(
+                "  enforce median: {} ops/s; median of per-round ratios: enforce/off {:.3}, \
+                 enforce/capture {:.3} (enforce adds {:.1}% over capture); per CPU-second {:.3}",
+                group(e.ops as u64),
+                e.vs_off,
+                e.vs_capture,
+                (1.0 - e.vs_capture) * 100.0,
+                e.cpu_vs_capture
+            );
+            println!("  last enforce run, kernel: {}", e.counters);
+        }
         results.push(LoopResult {
             name: l.name,
             off: moff,
@@ -201,6 +299,7 @@ fn bench() -> Result<ExitCode> {
             ratio,
             cpu_ratio,
             rss_kib,
+            enforce,
         });
     }
 
@@ -267,12 +366,24 @@ fn bench() -> Result<ExitCode> {
     // Summary for the README.
     println!();
     println!(
-        "| loop | no agent (ops/s) | capture on (ops/s) | ratio | slowdown | ratio per CPU-second |"
+        "| loop | no agent (ops/s) | capture on (ops/s) | ratio | slowdown | ratio per CPU-second \
+         | enforce on (ops/s) | enforce vs no agent | enforce vs capture |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &results {
+        let enforce = r.enforce.as_ref().map_or_else(
+            || "– | – | –".to_string(),
+            |e| {
+                format!(
+                    "{} | {:.2} | {:+.1}%",
+                    group(e.ops as u64),
+                    e.vs_off,
+                    (1.0 - e.vs_capture) * 100.0
+                )
+            },
+        );
         println!(
-            "| {} | {} | {} | {:.2} | {:.1}% | {:.2} |",
+            "| {} | {} | {} | {:.2} | {:.1}% | {:.2} | {enforce} |",
             r.name,
             group(r.off as u64),
             group(r.on as u64),
@@ -281,6 +392,11 @@ fn bench() -> Result<ExitCode> {
             r.cpu_ratio
         );
     }
+    println!();
+    println!(
+        "enforce vs capture: slowdown of `baseliner run` enforcing a {ALLOW_LIST_ENTRIES}-entry \
+         allow-list relative to `baseliner capture` (median of per-round ratios; negative: faster)"
+    );
     println!();
     let rss: Vec<String> = results
         .iter()
@@ -315,4 +431,58 @@ fn bench() -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One measurement of a round.
+#[derive(Clone, Copy)]
+enum Measure {
+    Off,
+    Capture,
+    Enforce,
+}
+
+/// Runs loop `l` while `baseliner run` enforces the workload's allow-list; the run and the
+/// kernel's enforcement counters. Fails when the kernel blocked any of the loop's operations
+/// (the allow-list covers all of them, so the numbers would be meaningless), or when it did
+/// not check them all (enforcement was not in force).
+fn run_enforced(
+    store: &EnforceStore,
+    cg: &TestCgroup,
+    l: &Loop,
+    secs: f64,
+) -> Result<(workload::Run, Counters)> {
+    let mut agent = store.start_agent()?;
+    let run = run_workload(cg, l.kind, &l.params, secs, None);
+    // Every exec of the workload is checked (the `__loop` child's own, then one per /bin/true
+    // in the exec loop), and every connect of the connect loop.
+    let (execs, connects) = match (&run, l.kind) {
+        (Ok(r), "exec") => (r.ops + 1, 0),
+        (Ok(r), "connect") => (1, r.ops),
+        _ => (u64::MAX, u64::MAX),
+    };
+    let counters = store.counters(|c| {
+        c.exec_killed + c.connect_denied > 0
+            || (c.exec_checked >= execs && c.connect_checked >= connects)
+    });
+    agent.shutdown()?;
+    let c = counters?;
+    if c.exec_killed + c.connect_denied > 0 {
+        let why = run
+            .as_ref()
+            .err()
+            .map_or_else(String::new, |e| format!("; the loop failed: {e:#}"));
+        bail!(
+            "enforce mode blocked operations of the {} loop ({c}): the allow-list does not \
+             cover what the loop does, so its numbers would be meaningless{why}",
+            l.name
+        );
+    }
+    let run = run.with_context(|| format!("{} under enforce mode", l.name))?;
+    ensure!(
+        c.exec_checked >= execs && c.connect_checked >= connects,
+        "the kernel checked fewer operations ({c}) than the {} loop did ({execs} execs, \
+         {connects} connects): enforcement was not in force for the whole run",
+        l.name
+    );
+    Ok((run, c))
 }

@@ -194,6 +194,8 @@ pub(crate) fn start_listener() -> Result<u16> {
 
 /// One workload run: operations per second, and the agent's peak RSS (second half of the run).
 pub(crate) struct Run {
+    /// Operations the loop completed.
+    pub(crate) ops: u64,
     pub(crate) ops_per_s: f64,
     /// Operations per CPU-second of the workload: steadier than wall-clock throughput on a
     /// shared machine, and it still includes the in-kernel cost of the probes.
@@ -248,12 +250,13 @@ pub(crate) fn run_workload(
         .read_to_string(&mut out)?;
     ensure!(status.success(), "workload {kind} failed ({status})");
     let mut it = out.split_whitespace();
-    let ops: f64 = it.next().context("workload printed nothing")?.parse()?;
+    let ops: u64 = it.next().context("workload printed nothing")?.parse()?;
     let elapsed: f64 = it.next().context("workload printed no time")?.parse()?;
     let cpu: f64 = it.next().context("workload printed no CPU time")?.parse()?;
     Ok(Run {
-        ops_per_s: ops / elapsed,
-        ops_per_cpu_s: ops / cpu.max(1e-9),
+        ops,
+        ops_per_s: ops as f64 / elapsed,
+        ops_per_cpu_s: ops as f64 / cpu.max(1e-9),
         rss_kib,
     })
 }
