@@ -132,11 +132,14 @@ impl Capture {
         })
     }
 
-    /// Wakes the reader for every event that finds it idle (`true`: low latency, for alerting)
-    /// or only once a batch of events waits (`false`, the default: cheaper under load). Either
-    /// way the reader also drains the ring on its own timer.
-    pub fn set_prompt_wakeup(&mut self, prompt: bool) -> Result<()> {
-        Ok(self.probes.set_prompt_wakeup(prompt)?)
+    /// Drains the ring every few milliseconds (`true`: low latency, for alerting) or every
+    /// 100 ms (`false`, the default); the kernel also wakes the reader once a batch waits.
+    pub fn set_prompt(&mut self, prompt: bool) {
+        self.reader.set_poll_interval(if prompt {
+            crate::kernel::ring::PROMPT_POLL_INTERVAL
+        } else {
+            crate::kernel::ring::POLL_INTERVAL
+        });
     }
 
     /// Periodic upkeep, to call about twice a second: watches sub-cgroups created under the roots

@@ -127,7 +127,8 @@ pub struct WindowCounter {
     len_ns: u64,
     keep_examples: bool,
     hasher: RandomState,
-    open: Option<Window>,
+    /// Boxed: with its examples a window is a few kilobytes, and it must not be moved per event.
+    open: Option<Box<Window>>,
     destinations: HashSet<u64>,
 }
 
@@ -146,14 +147,16 @@ impl WindowCounter {
 
     /// Counts `event` (`new_entity`: it brought something the profile did not have); returns
     /// the window it closed, if the event lies past the open window's end.
-    pub fn observe(&mut self, event: &Event, new_entity: bool) -> Option<Window> {
+    pub fn observe(&mut self, event: &Event, new_entity: bool) -> Option<Box<Window>> {
         let closed = self.close_due(event.ts_ns);
         let len_ns = self.len_ns;
-        let open = self.open.get_or_insert_with(|| Window {
-            start_ns: event.ts_ns,
-            len_ns,
-            counts: [0; FEATURES],
-            examples: Default::default(),
+        let open = self.open.get_or_insert_with(|| {
+            Box::new(Window {
+                start_ns: event.ts_ns,
+                len_ns,
+                counts: [0; FEATURES],
+                examples: Default::default(),
+            })
         });
         let mut bump = |f: Feature, examples: bool| {
             let i = f.index();
@@ -178,7 +181,7 @@ impl WindowCounter {
     }
 
     /// Closes the open window when `now_ns` is at or past its end, and returns it.
-    pub fn close_due(&mut self, now_ns: u64) -> Option<Window> {
+    pub fn close_due(&mut self, now_ns: u64) -> Option<Box<Window>> {
         let open = self.open.as_ref()?;
         if now_ns < open.start_ns.saturating_add(open.len_ns) {
             return None;

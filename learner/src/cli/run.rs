@@ -182,7 +182,7 @@ impl Sink for Learner {
         Ok(())
     }
 
-    fn prompt_wakeup(&self) -> bool {
+    fn prompt(&self) -> bool {
         self.recorder
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -69,9 +69,9 @@ pub trait Sink {
     fn sync_kernel(&mut self, _probes: &mut Probes) -> Result<()> {
         Ok(())
     }
-    /// Whether the reader should be woken for every event instead of for batches (for
-    /// latency: alerts), asked about twice a second.
-    fn prompt_wakeup(&self) -> bool {
+    /// Whether events must be handled within milliseconds (alerts) rather than in batches,
+    /// asked about twice a second.
+    fn prompt(&self) -> bool {
         false
     }
 }
@@ -126,10 +126,10 @@ pub async fn drive<S: Sink>(
                 cap.tick()?;
                 sink.tick()?;
                 sink.sync_kernel(cap.probes_mut())?;
-                let want = sink.prompt_wakeup();
+                let want = sink.prompt();
                 if want != prompt {
-                    cap.set_prompt_wakeup(want)?;
-                    tracing::debug!(prompt = want, "ring buffer wake-ups per event");
+                    cap.set_prompt(want);
+                    tracing::debug!(prompt = want, "ring buffer drained promptly");
                     prompt = want;
                 }
                 if let Ok(stats) = cap.stats() {

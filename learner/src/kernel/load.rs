@@ -89,8 +89,6 @@ impl Default for LoadOptions {
 /// The loaded, attached programs and their maps.
 pub struct Probes {
     ebpf: Ebpf,
-    /// The configured wake-up threshold (bytes), restored by [`Probes::set_prompt_wakeup`].
-    wakeup_bytes: u64,
 }
 
 fn kernel_err(what: &str, err: &(dyn std::error::Error + 'static), facts: &HostFacts) -> LoadError {
@@ -116,10 +114,7 @@ impl Probes {
             .map_max_entries("EVENTS", ring)
             .load(EBPF_OBJECT)
             .map_err(|e| kernel_err("loading the eBPF object (creating maps)", &e, &facts))?;
-        let mut probes = Probes {
-            ebpf,
-            wakeup_bytes: 0,
-        };
+        let mut probes = Probes { ebpf };
         probes.configure(opts, ring)?;
         for id in monitored {
             probes.monitor(*id)?;
@@ -149,14 +144,12 @@ impl Probes {
     }
 
     fn configure(&mut self, opts: &LoadOptions, ring: u32) -> Result<(), LoadError> {
-        let wakeup_bytes = u64::from(opts.wakeup_bytes.unwrap_or(ring / 16));
-        self.wakeup_bytes = wakeup_bytes;
         let mut config: Array<&mut MapData, Config> = self.typed_map("CONFIG")?;
         let cfg = Config {
             filter_enabled: opts.filter as u32,
             paused: 0,
             dedup_window_ns: opts.dedup_window.as_nanos().min(u64::MAX as u128) as u64,
-            wakeup_bytes,
+            wakeup_bytes: u64::from(opts.wakeup_bytes.unwrap_or(ring / 16)),
         };
         config.set(0, cfg, 0).map_err(map_err("writing map CONFIG"))
     }
@@ -200,17 +193,6 @@ impl Probes {
         let mut config: Array<&mut MapData, Config> = self.typed_map("CONFIG")?;
         let mut cfg = config.get(&0, 0).map_err(map_err("reading map CONFIG"))?;
         cfg.paused = 1;
-        config.set(0, cfg, 0).map_err(map_err("writing map CONFIG"))
-    }
-
-    /// `true`: the kernel wakes the reader for each event written while the reader has caught
-    /// up (a wake-up threshold of 0, the kernel's own default); `false`: back to the
-    /// configured threshold ([`LoadOptions::wakeup_bytes`]).
-    pub fn set_prompt_wakeup(&mut self, prompt: bool) -> Result<(), LoadError> {
-        let bytes = if prompt { 0 } else { self.wakeup_bytes };
-        let mut config: Array<&mut MapData, Config> = self.typed_map("CONFIG")?;
-        let mut cfg = config.get(&0, 0).map_err(map_err("reading map CONFIG"))?;
-        cfg.wakeup_bytes = bytes;
         config.set(0, cfg, 0).map_err(map_err("writing map CONFIG"))
     }
 

@@ -9,9 +9,16 @@ use tokio::io::unix::AsyncFd;
 /// enough data waits, so this bounds the delay of a lone event.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The drain period while events must be handled promptly (alerting workloads): a lone event
+/// waits at most this long, and the workload pays nothing for it (no wake-up per event, which
+/// would cost every event a wake-up of the reader).
+pub const PROMPT_POLL_INTERVAL: Duration = Duration::from_millis(2);
+
 /// Reads records from the kernel ring buffer as they arrive.
 pub struct RingReader {
     fd: AsyncFd<RingBuf<MapData>>,
+    /// The drain period.
+    poll: Duration,
     /// Records handed to the caller so far.
     pub received: u64,
 }
@@ -23,14 +30,23 @@ impl RingReader {
         // (and the RingBuf inside it) is dropped.
         let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(std::io::Error::from)?;
-        Ok(RingReader { fd, received: 0 })
+        Ok(RingReader {
+            fd,
+            poll: POLL_INTERVAL,
+            received: 0,
+        })
     }
 
-    /// Waits until the kernel wakes the reader or [`POLL_INTERVAL`] passes, then passes each
+    /// Sets the drain period ([`POLL_INTERVAL`] or [`PROMPT_POLL_INTERVAL`]).
+    pub fn set_poll_interval(&mut self, poll: Duration) {
+        self.poll = poll;
+    }
+
+    /// Waits until the kernel wakes the reader or the drain period passes, then passes each
     /// waiting record to `f` (borrowed from the ring, so nothing is copied). Returns the number
     /// of records handled (possibly 0).
     pub async fn read_batch(&mut self, f: impl FnMut(&[u8])) -> std::io::Result<usize> {
-        match tokio::time::timeout(POLL_INTERVAL, self.fd.readable_mut()).await {
+        match tokio::time::timeout(self.poll, self.fd.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard?;
                 let n = Self::drain_ring(guard.get_inner_mut(), f);
