@@ -4,7 +4,8 @@
 //! (it would have written a marker file, and the file does not exist); an allowed loopback
 //! connect works and an unknown port gets EPERM; a miner-like program is stopped within a
 //! second; switching back to alert lets the same program run; processes outside the workload
-//! are never touched.
+//! are never touched. Blocking survives the agent's crash (its programs are pinned), and the
+//! next agent takes over from the dead one's programs.
 
 use std::{
     os::unix::{fs::PermissionsExt, process::ExitStatusExt},
@@ -17,6 +18,10 @@ use baseliner_tests::{
     LearnAgent, TestCgroup, live_enabled, loopback_listener, run_cli_ok, set_mode, wait_alert,
     write_miner,
 };
+
+/// One test at a time: enforcement programs are pinned under one bpffs directory, and an agent
+/// that stops cleanly with nothing enforced removes the pins there.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Writes an executable script that creates `marker` when it runs.
 fn marker_program(path: &Path, marker: &Path) {
@@ -64,6 +69,7 @@ fn enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload() {
     if !live_enabled("enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = baseliner_tests::temp_dir("enforce");
     let store = dir.join("store");
     let cg = TestCgroup::new("enforce").unwrap();
@@ -225,5 +231,70 @@ fn enforce_blocks_what_the_profile_does_not_allow_and_only_in_the_workload() {
 
     let (status, log) = agent.stop().unwrap();
     assert!(status.success(), "{log:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn blocking_survives_an_agent_crash_and_the_next_agent_takes_over() {
+    if !live_enabled("blocking_survives_an_agent_crash_and_the_next_agent_takes_over") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = baseliner_tests::temp_dir("enforce-restart");
+    let store = dir.join("store");
+    let cg = TestCgroup::new("enforce-restart").unwrap();
+    let (allowed_port, other_port) = (loopback_listener(), loopback_listener());
+    let args = ["--flush-interval", "0.2"];
+    let agent = LearnAgent::start(&store, &[&cg.path], &args).unwrap();
+    cg.run_bash(&format!(
+        "/bin/true; exec 3<>/dev/tcp/127.0.0.1/{allowed_port}; exec 3>&-"
+    ));
+    std::thread::sleep(Duration::from_millis(600));
+    set_mode(&store, &cg.rel, "enforce");
+    wait_enforcing(&store, &cg.rel, true);
+    let marker = dir.join("marker");
+    let unknown = dir.join("unknown.sh");
+    marker_program(&unknown, &marker);
+    let pin = Path::new("/sys/fs/bpf/baseliner/sched_process_exec");
+    let started = Instant::now();
+    while !pin.exists() {
+        assert!(started.elapsed() < Duration::from_secs(3), "never pinned");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The agent dies (SIGKILL): blocking stays in force.
+    drop(agent);
+    std::thread::sleep(Duration::from_millis(300));
+    let status = cg.command(&unknown).status().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert!(
+        !marker.exists(),
+        "the unknown program ran while the agent was down"
+    );
+    let refused = connect_in(&cg, other_port);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(connect_in(&cg, allowed_port).status.success());
+
+    // The next agent takes over: still blocked, and once it ends enforcement nothing of the
+    // dead agent's programs blocks any more.
+    let agent = LearnAgent::start(&store, &[&cg.path], &args).unwrap();
+    wait_enforcing(&store, &cg.rel, true);
+    let status = cg.command(&unknown).status().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    set_mode(&store, &cg.rel, "alert");
+    wait_enforcing(&store, &cg.rel, false);
+    std::thread::sleep(Duration::from_millis(300));
+    let status = cg.command(&unknown).status().unwrap();
+    assert!(
+        status.success(),
+        "a previous agent's program still blocks: {status:?}"
+    );
+    assert!(marker.exists());
+    assert!(connect_in(&cg, other_port).status.success());
+
+    // A clean stop with nothing enforced leaves no pinned programs behind.
+    let (status, log) = agent.stop().unwrap();
+    assert!(status.success(), "{log:#?}");
+    assert!(!pin.exists(), "pins left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }

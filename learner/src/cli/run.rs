@@ -115,6 +115,8 @@ struct Learner {
     last_canary: Option<Instant>,
     canary: Option<CanaryReport>,
     canary_failures: u64,
+    /// The enforcement links are pinned.
+    pinned: bool,
 }
 
 impl Learner {
@@ -242,6 +244,19 @@ impl Sink for Learner {
             .sync(&r, probes)
             .context("updating the enforcement maps")?;
         drop(r);
+        if !self.pinned {
+            // This agent's allow-lists are loaded: its programs take over from a previous
+            // agent's pinned ones, and stay in force if this agent stops.
+            let n = probes
+                .pin_enforcement()
+                .context("pinning the enforcement programs")?;
+            tracing::info!(
+                links = n,
+                dir = learner::kernel::enforce_maps::PIN_DIR,
+                "enforcement programs pinned: blocking stays in force across agent restarts"
+            );
+            self.pinned = true;
+        }
         let k = probes.enforce_stats()?;
         let mut rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
         rt.enforcement = EnforcementStatus {
@@ -447,6 +462,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         last_canary: None,
         canary: None,
         canary_failures: 0,
+        pinned: false,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -469,7 +485,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     // Dropping the runtime drops the API server's tasks and their handles on the recorder.
     drop(rt);
-    let (stats, cap) = result?;
+    let (stats, mut cap) = result?;
+    if learner.pinned && !learner.enforcer.enforcing() {
+        // Nothing to keep in force after this agent: leave no programs behind.
+        cap.probes_mut()
+            .unpin_enforcement()
+            .context("removing the enforcement pins")?;
+    }
     let errors = learner.errors;
     let (scored, raised) = (learner.alerter.scored, learner.alerter.raised);
     if let Some(d) = &learner.delivery {

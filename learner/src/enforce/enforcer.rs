@@ -57,6 +57,11 @@ impl Enforcer {
             .or_else(|| self.dry_run.get(workload).cloned())
     }
 
+    /// Whether any workload's allow-list is in the kernel.
+    pub fn enforcing(&self) -> bool {
+        !self.enforced.is_empty()
+    }
+
     /// Per workload in enforce mode: what is enforced, as of the last [`Enforcer::sync`].
     pub fn report(&self) -> &[WorkloadEnforcement] {
         &self.report

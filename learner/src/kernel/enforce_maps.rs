@@ -20,6 +20,16 @@ use super::{
 /// The connect programs, attached to the cgroup2 root.
 pub const CONNECT_PROGRAMS: [&str; 2] = ["enforce_connect4", "enforce_connect6"];
 
+/// The program that holds the exec check.
+pub const EXEC_PROGRAM: &str = "sched_process_exec";
+
+/// Where the enforcement links are pinned in bpffs, one file per program: a pinned link keeps
+/// its program, and the maps it uses, attached after the agent exits, so blocking does not
+/// lapse while the agent restarts. The next agent replaces the pins with its own once its
+/// allow-lists are loaded ([`Probes::pin_enforcement`]). `rm -r` the directory to end blocking
+/// with no agent running.
+pub const PIN_DIR: &str = "/sys/fs/bpf/baseliner";
+
 fn map_err(what: &str) -> impl Fn(MapError) -> LoadError + '_ {
     move |e| LoadError::Kernel(diagnose::explain(what, &e, &HostFacts::current()))
 }
@@ -55,10 +65,50 @@ impl Probes {
                 .map_err(|e| explain(&format!("program {name}"), &e))?;
             prog.load()
                 .map_err(|e| explain(&format!("loading program {name} (cgroup/connect)"), &e))?;
-            prog.attach(&cgroup, CgroupAttachMode::Single)
+            let link = prog
+                .attach(&cgroup, CgroupAttachMode::Single)
                 .map_err(|e| explain(&format!("attaching {name} to {}", root.display()), &e))?;
+            let link = prog
+                .take_link(link)
+                .map_err(|e| explain(&format!("program {name}"), &e))?;
+            let fd = aya::programs::links::FdLink::try_from(link)
+                .map_err(|e| explain(&format!("the link of {name}"), &e))?;
+            self.enforcement_links.push((name, fd));
         }
         Ok(())
+    }
+
+    /// Pins the enforcement links under [`PIN_DIR`] (mounting bpffs when needed), replacing the
+    /// pins of a previous agent, whose programs then detach. Call it once this agent's
+    /// allow-lists are in its maps, so blocking never lapses in between. Returns how many
+    /// links were pinned.
+    pub fn pin_enforcement(&mut self) -> Result<usize, LoadError> {
+        if self.enforcement_links.is_empty() {
+            return Ok(0);
+        }
+        if let super::mounts::MountOutcome::Failed(why) = super::mounts::ensure_bpffs() {
+            return Err(LoadError::Mount(why));
+        }
+        let dir = Path::new(PIN_DIR);
+        let io = |what: String, e: std::io::Error| LoadError::Kernel(format!("{what}: {e}"));
+        std::fs::create_dir_all(dir).map_err(|e| io(format!("creating {PIN_DIR}"), e))?;
+        let mut n = 0;
+        for (name, link) in std::mem::take(&mut self.enforcement_links) {
+            let path = dir.join(name);
+            // bpffs refuses names with a dot.
+            let fresh = dir.join(format!("{name}-new"));
+            let _ = std::fs::remove_file(&fresh);
+            let pinned = link.pin(&fresh).map_err(|e| {
+                LoadError::Kernel(format!("pinning {name} at {}: {e}", fresh.display()))
+            })?;
+            // One rename: the old pin (and with it a previous agent's program) goes in the
+            // same step as this one arrives.
+            std::fs::rename(&fresh, &path)
+                .map_err(|e| io(format!("replacing the pin {}", path.display()), e))?;
+            self.pinned.push(pinned);
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Puts `cgroup_id` under enforcement (or changes what is enforced, or the generation).
@@ -115,6 +165,27 @@ impl Probes {
                 forget(map.remove(&key), "removing from map NET6_ALLOW")?;
             }
         }
+        Ok(())
+    }
+
+    /// Removes this agent's pins (when nothing is enforced, nothing needs to outlive it); its
+    /// programs detach when it exits.
+    pub fn unpin_enforcement(&mut self) -> Result<(), LoadError> {
+        let names = [EXEC_PROGRAM].into_iter().chain(CONNECT_PROGRAMS);
+        for name in names {
+            let path = Path::new(PIN_DIR).join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(LoadError::Kernel(format!(
+                        "removing the pin {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        self.pinned.clear();
         Ok(())
     }
 

@@ -89,6 +89,11 @@ impl Default for LoadOptions {
 /// The loaded, attached programs and their maps.
 pub struct Probes {
     ebpf: Ebpf,
+    /// Links of the enforcement programs, taken from their programs so they can be pinned
+    /// ([`Probes::pin_enforcement`]); dropping one detaches its program.
+    pub(super) enforcement_links: Vec<(&'static str, aya::programs::links::FdLink)>,
+    /// The same links once pinned.
+    pub(super) pinned: Vec<aya::programs::links::PinnedLink>,
 }
 
 fn kernel_err(what: &str, err: &(dyn std::error::Error + 'static), facts: &HostFacts) -> LoadError {
@@ -114,7 +119,11 @@ impl Probes {
             .map_max_entries("EVENTS", ring)
             .load(EBPF_OBJECT)
             .map_err(|e| kernel_err("loading the eBPF object (creating maps)", &e, &facts))?;
-        let mut probes = Probes { ebpf };
+        let mut probes = Probes {
+            ebpf,
+            enforcement_links: Vec::new(),
+            pinned: Vec::new(),
+        };
         probes.configure(opts, ring)?;
         for id in monitored {
             probes.monitor(*id)?;
@@ -129,8 +138,18 @@ impl Probes {
             prog.load().map_err(|e| {
                 kernel_err(&format!("loading program {name} (tracepoint)"), &e, &facts)
             })?;
-            prog.attach(category, name)
+            let link = prog
+                .attach(category, name)
                 .map_err(|e| kernel_err(&format!("attaching {category}:{name}"), &e, &facts))?;
+            // The exec check runs in the exec tracepoint: its link is pinned with enforcement.
+            if opts.enforce_root.is_some() && *name == super::enforce_maps::EXEC_PROGRAM {
+                let link = prog
+                    .take_link(link)
+                    .map_err(|e| kernel_err(&format!("program {name}"), &e, &facts))?;
+                let fd = aya::programs::links::FdLink::try_from(link)
+                    .map_err(|e| kernel_err(&format!("the link of {name}"), &e, &facts))?;
+                probes.enforcement_links.push((name, fd));
+            }
         }
         if let Some(root) = &opts.enforce_root {
             probes.attach_enforcement(root, &facts)?;
