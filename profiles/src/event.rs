@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod decode;
+mod fast;
 
 pub use decode::decode_json_into;
 

@@ -679,6 +679,11 @@ impl<'de> Deserialize<'de> for Event {
 /// the same result as `*event = serde_json::from_str(json)?`, with fewer allocations. On
 /// error `event` is left valid but unspecified.
 pub fn decode_json_into(json: &str, event: &mut Event) -> Result<(), serde_json::Error> {
+    // Plain lines (as this crate writes them) take the fast path; anything else, or anything
+    // wrong, the full decoder, which gives the error.
+    if super::fast::decode_plain(json, event, &mut Vec::new()) {
+        return Ok(());
+    }
     let mut de = serde_json::Deserializer::from_str(json);
     *event = de.deserialize_map(EventVisitor(Spare::take_from(event)))?;
     de.end()

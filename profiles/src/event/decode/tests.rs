@@ -68,6 +68,23 @@ fn assert_same(json: &str) {
         (Err(_), Err(_)) => {}
         (new, old) => panic!("{json}\nnew: {new:?}\nold: {old:?}"),
     }
+    // Decoding into a reused event (the fast path for plain lines) agrees too.
+    let mut reused = other_event();
+    match (super::decode_json_into(json, &mut reused), reference(json)) {
+        (Ok(()), Ok(old)) => assert_eq!(reused, old, "into: {json}"),
+        (Err(_), Err(_)) => {}
+        (new, old) => panic!("into: {json}\nnew: {new:?} {reused:?}\nold: {old:?}"),
+    }
+}
+
+/// An event unlike those tested, to decode into.
+fn other_event() -> Event {
+    reference(
+        r#"{"schema":9,"ts_ns":1,"workload":{"id":"/o","cgroup_id":1,"cgroup":"/o","unit":"u"},
+        "pid":1,"tid":1,"ppid":0,"uid":0,"gid":0,"comm":"o","exe":"/o","kind":"exec",
+        "filename":"/o","argv":["/o","a","b","c"],"argv_truncated":true}"#,
+    )
+    .unwrap()
 }
 
 /// The object's fields as JSON text, in the given order.
@@ -117,6 +134,22 @@ fn every_recorded_line_decodes_as_before_in_any_field_order() {
     ] {
         assert!(kinds.contains(kind), "no {kind} event in the traces");
     }
+}
+
+#[test]
+fn recorded_lines_take_the_fast_path() {
+    let lines = trace_lines();
+    let mut event = other_event();
+    let mut argv = Vec::new();
+    let fast = lines
+        .iter()
+        .filter(|l| super::super::fast::decode_plain(l, &mut event, &mut argv))
+        .count();
+    assert!(
+        fast * 100 >= lines.len() * 99,
+        "{fast} of {} lines took the fast path",
+        lines.len()
+    );
 }
 
 #[test]
@@ -364,6 +397,9 @@ proptest! {
     fn any_event_round_trips(e in event()) {
         let line = serde_json::to_string(&e).unwrap();
         prop_assert_eq!(&decode(&line).unwrap(), &e);
+        let mut reused = other_event();
+        super::decode_json_into(&line, &mut reused).unwrap();
+        prop_assert_eq!(&reused, &e);
         prop_assert_eq!(serde_json::from_value::<Event>(serde_json::to_value(&e).unwrap()).unwrap(), e);
     }
 

@@ -1,0 +1,478 @@
+//! A fast path for decoding the JSON lines this crate writes: a byte scanner that borrows
+//! strings from the line and copies them into a reused [`Event`]. It accepts only plain lines —
+//! every field known and present once, strings without escapes, integers in range — and says
+//! no to anything else, which then goes through the full decoder ([`super::decode`]); so it
+//! never decodes a line differently from it, only faster.
+
+use super::{Access, Endpoint, Event, EventDetail, Family, Protocol, Workload};
+
+/// A JSON value as the fast path reads it, borrowing from the line.
+#[derive(Clone, Copy)]
+enum Scalar<'a> {
+    Str(&'a str),
+    Int(u64),
+    Bool(bool),
+    Null,
+}
+
+struct Cursor<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn ws(&mut self) {
+        while let Some(c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                break;
+            }
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        self.ws();
+        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.i).copied()
+    }
+
+    /// A string without escapes.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let len = memchr::memchr2(b'"', b'\\', &self.b[start..])?;
+        // Control characters must be escaped in JSON (a branch-free minimum vectorises).
+        let lowest = self.b[start..start + len]
+            .iter()
+            .fold(0xff, |m, c| m.min(*c));
+        if self.b[start + len] != b'"' || lowest < 0x20 {
+            return None;
+        }
+        self.i = start + len + 1;
+        Some(&self.s[start..start + len])
+    }
+
+    /// A non-negative integer without sign, fraction or exponent.
+    fn int(&mut self) -> Option<u64> {
+        self.ws();
+        let start = self.i;
+        let mut v: u64 = 0;
+        while let Some(c @ b'0'..=b'9') = self.b.get(self.i) {
+            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            self.i += 1;
+        }
+        let digits = self.i - start;
+        // JSON forbids leading zeros; a fraction or exponent is not an integer here.
+        if digits == 0
+            || (digits > 1 && self.b[start] == b'0')
+            || matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E'))
+        {
+            return None;
+        }
+        Some(v)
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        self.ws();
+        self.b[self.i..]
+            .starts_with(word.as_bytes())
+            .then(|| self.i += word.len())
+    }
+
+    fn scalar(&mut self) -> Option<Scalar<'a>> {
+        Some(match self.peek()? {
+            b'"' => Scalar::Str(self.string()?),
+            b'0'..=b'9' => Scalar::Int(self.int()?),
+            b't' => self.literal("true").map(|_| Scalar::Bool(true))?,
+            b'f' => self.literal("false").map(|_| Scalar::Bool(false))?,
+            b'n' => self.literal("null").map(|_| Scalar::Null)?,
+            _ => return None,
+        })
+    }
+
+    /// `{ "key": value, ... }`, calling `field` after each key with the cursor on its value.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            field(self, key)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// `[ item, ... ]`.
+    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            item(self)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Sets `slot` once; a second value is a duplicate field (not for the fast path).
+fn once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(v);
+    Some(())
+}
+
+fn int<T: TryFrom<u64>>(c: &mut Cursor) -> Option<T> {
+    T::try_from(c.int()?).ok()
+}
+
+fn boolean(c: &mut Cursor) -> Option<bool> {
+    match c.scalar()? {
+        Scalar::Bool(b) => Some(b),
+        _ => None,
+    }
+}
+
+fn opt_str<'a>(c: &mut Cursor<'a>) -> Option<Option<&'a str>> {
+    match c.scalar()? {
+        Scalar::Str(s) => Some(Some(s)),
+        Scalar::Null => Some(None),
+        _ => None,
+    }
+}
+
+#[derive(Default)]
+struct RawWorkload<'a> {
+    id: Option<&'a str>,
+    cgroup_id: Option<u64>,
+    cgroup: Option<&'a str>,
+    runtime: Option<Option<&'a str>>,
+    container_id: Option<Option<&'a str>>,
+    pod_uid: Option<Option<&'a str>>,
+    unit: Option<Option<&'a str>>,
+}
+
+#[derive(Default)]
+struct Raw<'a> {
+    schema: Option<u32>,
+    ts_ns: Option<u64>,
+    workload: Option<RawWorkload<'a>>,
+    pid: Option<u32>,
+    tid: Option<u32>,
+    ppid: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    comm: Option<&'a str>,
+    exe: Option<Option<&'a str>>,
+    parent_exe: Option<Option<&'a str>>,
+    existing: Option<bool>,
+    blocked: Option<bool>,
+    kind: Option<&'a str>,
+    filename: Option<&'a str>,
+    argv: Option<(usize, usize)>,
+    argv_truncated: Option<bool>,
+    argv_unknown: Option<bool>,
+    path: Option<&'a str>,
+    flags: Option<u32>,
+    access: Option<&'a str>,
+    path_truncated: Option<bool>,
+    family: Option<&'a str>,
+    protocol: Option<&'a str>,
+    addr: Option<&'a str>,
+    port: Option<u16>,
+    request: Option<u64>,
+    request_name: Option<&'a str>,
+    target_pid: Option<u32>,
+    call: Option<&'a str>,
+    ids: Option<Vec<Option<u32>>>,
+}
+
+fn workload<'a>(c: &mut Cursor<'a>) -> Option<RawWorkload<'a>> {
+    let mut w = RawWorkload::default();
+    c.object(|c, key| match key {
+        "id" => once(&mut w.id, c.string()?),
+        "cgroup_id" => once(&mut w.cgroup_id, c.int()?),
+        "cgroup" => once(&mut w.cgroup, c.string()?),
+        "runtime" => once(&mut w.runtime, opt_str(c)?),
+        "container_id" => once(&mut w.container_id, opt_str(c)?),
+        "pod_uid" => once(&mut w.pod_uid, opt_str(c)?),
+        "unit" => once(&mut w.unit, opt_str(c)?),
+        _ => None,
+    })?;
+    Some(w)
+}
+
+fn parse<'a>(c: &mut Cursor<'a>, argv: &mut Vec<&'a str>) -> Option<Raw<'a>> {
+    let mut r = Raw::default();
+    c.object(|c, key| match key {
+        "schema" => once(&mut r.schema, int(c)?),
+        "ts_ns" => once(&mut r.ts_ns, c.int()?),
+        "workload" => once(&mut r.workload, workload(c)?),
+        "pid" => once(&mut r.pid, int(c)?),
+        "tid" => once(&mut r.tid, int(c)?),
+        "ppid" => once(&mut r.ppid, int(c)?),
+        "uid" => once(&mut r.uid, int(c)?),
+        "gid" => once(&mut r.gid, int(c)?),
+        "comm" => once(&mut r.comm, c.string()?),
+        "exe" => once(&mut r.exe, opt_str(c)?),
+        "parent_exe" => once(&mut r.parent_exe, opt_str(c)?),
+        "existing" => once(&mut r.existing, boolean(c)?),
+        "blocked" => once(&mut r.blocked, boolean(c)?),
+        "kind" => once(&mut r.kind, c.string()?),
+        "filename" => once(&mut r.filename, c.string()?),
+        "argv" => {
+            let start = argv.len();
+            c.array(|c| {
+                argv.push(c.string()?);
+                Some(())
+            })?;
+            once(&mut r.argv, (start, argv.len()))
+        }
+        "argv_truncated" => once(&mut r.argv_truncated, boolean(c)?),
+        "argv_unknown" => once(&mut r.argv_unknown, boolean(c)?),
+        "path" => once(&mut r.path, c.string()?),
+        "flags" => once(&mut r.flags, int(c)?),
+        "access" => once(&mut r.access, c.string()?),
+        "path_truncated" => once(&mut r.path_truncated, boolean(c)?),
+        "family" => once(&mut r.family, c.string()?),
+        "protocol" => once(&mut r.protocol, c.string()?),
+        "addr" => once(&mut r.addr, c.string()?),
+        "port" => once(&mut r.port, int(c)?),
+        "request" => once(&mut r.request, c.int()?),
+        "request_name" => once(&mut r.request_name, c.string()?),
+        "target_pid" => once(&mut r.target_pid, int(c)?),
+        "call" => once(&mut r.call, c.string()?),
+        "ids" => {
+            let mut ids = Vec::new();
+            c.array(|c| {
+                ids.push(match c.scalar()? {
+                    Scalar::Int(v) => Some(u32::try_from(v).ok()?),
+                    Scalar::Null => None,
+                    _ => return None,
+                });
+                Some(())
+            })?;
+            once(&mut r.ids, ids)
+        }
+        _ => None,
+    })?;
+    c.ws();
+    (c.i == c.b.len()).then_some(r)
+}
+
+fn family(s: &str) -> Option<Family> {
+    Some(match s {
+        "inet" => Family::Inet,
+        "inet6" => Family::Inet6,
+        "unix" => Family::Unix,
+        _ => return None,
+    })
+}
+
+fn protocol(s: &str) -> Option<Protocol> {
+    Some(match s {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "raw" => Protocol::Raw,
+        "stream" => Protocol::Stream,
+        "dgram" => Protocol::Dgram,
+        "seqpacket" => Protocol::Seqpacket,
+        "unknown" => Protocol::Unknown,
+        _ => return None,
+    })
+}
+
+fn set(buf: &mut String, s: &str) {
+    buf.clear();
+    buf.push_str(s);
+}
+
+fn set_opt(buf: &mut Option<String>, s: Option<&str>) {
+    match (buf.as_mut(), s) {
+        (Some(b), Some(s)) => set(b, s),
+        (_, s) => *buf = s.map(str::to_string),
+    }
+}
+
+/// Reuses `old`'s string if it has one, else allocates.
+fn reuse(old: Option<&mut String>, s: &str) -> String {
+    match old {
+        Some(b) => {
+            let mut b = std::mem::take(b);
+            set(&mut b, s);
+            b
+        }
+        None => s.to_string(),
+    }
+}
+
+/// The detail's main string buffer, to reuse.
+fn spare(d: &mut EventDetail) -> Option<&mut String> {
+    match d {
+        EventDetail::Exec { filename: s, .. }
+        | EventDetail::Open { path: s, .. }
+        | EventDetail::Connect {
+            dest: Endpoint { addr: s, .. },
+        }
+        | EventDetail::Bind {
+            local: Endpoint { addr: s, .. },
+        }
+        | EventDetail::Listen {
+            local: Some(Endpoint { addr: s, .. }),
+        }
+        | EventDetail::Ptrace {
+            request_name: s, ..
+        }
+        | EventDetail::Setuid { call: s, .. }
+        | EventDetail::Setgid { call: s, .. } => Some(s),
+        EventDetail::Listen { local: None } => None,
+    }
+}
+
+/// The fields of the event's kind, all and only those, as the full decoder requires them.
+fn detail(r: &mut Raw, argv: &[&str], old: &mut EventDetail) -> Option<EventDetail> {
+    let kind = r.kind?;
+    let exec = r.filename.is_some() || r.argv.is_some() || r.argv_truncated.is_some();
+    let exec = exec || r.argv_unknown.is_some();
+    let open = r.path.is_some() || r.flags.is_some() || r.access.is_some();
+    let open = open || r.path_truncated.is_some();
+    let net = r.family.is_some() || r.protocol.is_some() || r.addr.is_some() || r.port.is_some();
+    let ptrace = r.request.is_some() || r.request_name.is_some() || r.target_pid.is_some();
+    let id = r.call.is_some() || r.ids.is_some();
+    let only = |mine: bool, others: [bool; 4]| mine && !others.iter().any(|o| *o);
+    let endpoint = |r: &Raw, old: &mut EventDetail| -> Option<Endpoint> {
+        Some(Endpoint {
+            family: family(r.family?)?,
+            protocol: protocol(r.protocol?)?,
+            addr: reuse(spare(old), r.addr?),
+            port: r.port?,
+        })
+    };
+    Some(match kind {
+        "exec" if only(exec, [open, net, ptrace, id]) => {
+            let (a, b) = r.argv?;
+            let mut v = match old {
+                EventDetail::Exec { argv, .. } => std::mem::take(argv),
+                _ => Vec::new(),
+            };
+            v.truncate(b - a);
+            for (i, s) in argv[a..b].iter().enumerate() {
+                match v.get_mut(i) {
+                    Some(buf) => set(buf, s),
+                    None => v.push(s.to_string()),
+                }
+            }
+            EventDetail::Exec {
+                filename: reuse(spare(old), r.filename?),
+                argv: v,
+                argv_truncated: r.argv_truncated?,
+                argv_unknown: r.argv_unknown.unwrap_or(false),
+            }
+        }
+        "open" if only(open, [exec, net, ptrace, id]) => EventDetail::Open {
+            path: reuse(spare(old), r.path?),
+            flags: r.flags?,
+            access: match r.access? {
+                "read" => Access::Read,
+                "write" => Access::Write,
+                "create" => Access::Create,
+                _ => return None,
+            },
+            path_truncated: r.path_truncated.unwrap_or(false),
+        },
+        "connect" if only(net, [exec, open, ptrace, id]) => EventDetail::Connect {
+            dest: endpoint(r, old)?,
+        },
+        "bind" if only(net, [exec, open, ptrace, id]) => EventDetail::Bind {
+            local: endpoint(r, old)?,
+        },
+        "listen" if !exec && !open && !ptrace && !id => EventDetail::Listen {
+            // All four fields, or none (anything in between is the full decoder's to judge).
+            local: if net { Some(endpoint(r, old)?) } else { None },
+        },
+        "ptrace" if only(ptrace, [exec, open, net, id]) => EventDetail::Ptrace {
+            request: r.request?,
+            request_name: reuse(spare(old), r.request_name?),
+            target_pid: r.target_pid?,
+        },
+        "setuid" | "setgid" if only(id, [exec, open, net, ptrace]) => {
+            let call = reuse(spare(old), r.call?);
+            let ids = r.ids.take()?;
+            if kind == "setuid" {
+                EventDetail::Setuid { call, ids }
+            } else {
+                EventDetail::Setgid { call, ids }
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// Decodes a plain line into `event`, reusing its buffers; false (with `event` unspecified
+/// but valid) when the line is not plain, for the full decoder to handle.
+pub(super) fn decode_plain<'a>(line: &'a str, event: &mut Event, argv: &mut Vec<&'a str>) -> bool {
+    argv.clear();
+    let mut c = Cursor {
+        s: line,
+        b: line.as_bytes(),
+        i: 0,
+    };
+    let Some(mut r) = parse(&mut c, argv) else {
+        return false;
+    };
+    let fill = |r: &mut Raw, argv: &[&str], e: &mut Event| -> Option<()> {
+        let w = r.workload.take()?;
+        let old = &mut e.workload;
+        let workload = Workload {
+            id: reuse(Some(&mut old.id), w.id?),
+            cgroup_id: w.cgroup_id?,
+            cgroup: reuse(Some(&mut old.cgroup), w.cgroup?),
+            runtime: w.runtime.flatten().map(str::to_string),
+            container_id: w.container_id.flatten().map(str::to_string),
+            pod_uid: w.pod_uid.flatten().map(str::to_string),
+            unit: w.unit.flatten().map(str::to_string),
+        };
+        let detail = detail(r, argv, &mut e.detail)?;
+        let (schema, ts_ns) = (r.schema?, r.ts_ns?);
+        let (pid, tid, ppid, uid, gid) = (r.pid?, r.tid?, r.ppid?, r.uid?, r.gid?);
+        set(&mut e.comm, r.comm?);
+        set_opt(&mut e.exe, r.exe.flatten());
+        set_opt(&mut e.parent_exe, r.parent_exe.flatten());
+        e.schema = schema;
+        e.ts_ns = ts_ns;
+        e.workload = workload;
+        e.pid = pid;
+        e.tid = tid;
+        e.ppid = ppid;
+        e.uid = uid;
+        e.gid = gid;
+        e.existing = r.existing.unwrap_or(false);
+        e.blocked = r.blocked.unwrap_or(false);
+        e.detail = detail;
+        Some(())
+    };
+    fill(&mut r, argv, event).is_some()
+}
