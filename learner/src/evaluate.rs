@@ -12,7 +12,7 @@ use profiles::{
 };
 use scorer::{
     alert::{Aggregator, Alert, Observed, Severity},
-    rates::{RateModel, RateWatch},
+    rates::{RateError, RateModel, RateWatch},
     score::{Scorer, WorkloadState},
 };
 use serde::{Deserialize, Serialize};
@@ -104,36 +104,43 @@ fn time_span(events: &[Event]) -> (u64, u64) {
     (first, last)
 }
 
-/// What was learned of one workload: its profile and the rate model of its windows.
-#[derive(Default)]
+/// What was learned of one workload: its profile and the rate model of its windows (or why
+/// there is none).
 struct Learned {
     profile: Profile,
-    samples: RateSamples,
-    model: Option<RateModel>,
+    model: Result<RateModel, RateError>,
+}
+
+impl Default for Learned {
+    fn default() -> Self {
+        Learned {
+            profile: Profile::default(),
+            model: RateModel::fit(&RateSamples::new(DEFAULT_WINDOW_NS)),
+        }
+    }
 }
 
 impl Learned {
     fn learn<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
         let mut windows = RateLearner::new(DEFAULT_WINDOW_NS);
-        self.samples = RateSamples::new(DEFAULT_WINDOW_NS);
+        let mut samples = RateSamples::new(DEFAULT_WINDOW_NS);
         for e in events {
             let new = !self.profile.record(e).is_empty();
-            windows.observe(e, new, &mut self.samples);
+            windows.observe(e, new, &mut samples);
         }
-        self.model = RateModel::fit(&self.samples).ok();
+        self.model = RateModel::fit(&samples);
     }
 
     /// The rate model in words.
     fn describe_model(&self) -> String {
-        match (&self.model, RateModel::fit(&self.samples)) {
-            (Some(m), _) => format!(
+        match &self.model {
+            Ok(m) => format!(
                 "{} activity shapes from {} windows of {} s",
                 m.centroids.len(),
                 m.windows,
                 m.window_ns / 1_000_000_000
             ),
-            (None, Err(e)) => format!("none: {e}"),
-            (None, Ok(_)) => "none".to_string(),
+            Err(e) => format!("none: {e}"),
         }
     }
 }
@@ -153,14 +160,14 @@ fn score(events: &[Event], learned: &Learned, min: Severity) -> Vec<Alert> {
     };
     for e in events {
         let alert = scorer.score(e, &learned.profile, &mut state);
-        if let Some(r) = windows.observe(learned.model.as_ref(), e, alert.as_ref()) {
+        if let Some(r) = windows.observe(learned.model.as_ref().ok(), e, alert.as_ref()) {
             keep(r, &mut out);
         }
         if let Some(a) = alert {
             keep(a, &mut out);
         }
     }
-    if let Some(r) = windows.tick(learned.model.as_ref(), u64::MAX) {
+    if let Some(r) = windows.tick(learned.model.as_ref().ok(), u64::MAX) {
         keep(r, &mut out);
     }
     out

@@ -263,6 +263,30 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl EventDetail {
+    /// The kind's main string (program, path, address, request or call name), if it has one:
+    /// a buffer readers of long traces reuse.
+    pub(crate) fn main_string_mut(&mut self) -> Option<&mut String> {
+        match self {
+            EventDetail::Exec { filename: s, .. }
+            | EventDetail::Open { path: s, .. }
+            | EventDetail::Connect {
+                dest: Endpoint { addr: s, .. },
+            }
+            | EventDetail::Bind {
+                local: Endpoint { addr: s, .. },
+            }
+            | EventDetail::Listen {
+                local: Some(Endpoint { addr: s, .. }),
+            }
+            | EventDetail::Ptrace {
+                request_name: s, ..
+            }
+            | EventDetail::Setuid { call: s, .. }
+            | EventDetail::Setgid { call: s, .. } => Some(s),
+            EventDetail::Listen { local: None } => None,
+        }
+    }
+
     /// The `kind` tag as written in JSON.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -445,21 +445,27 @@ pub fn write_miner(path: &Path) {
         .expect("making the miner executable");
 }
 
+/// The command that starts `miner` in `cg` with xmrig-like arguments (a stratum pool URL, a
+/// wallet, `--donate-level`) against a fresh loopback "pool" (in `POOL_PORT`).
+pub fn miner_command(cg: &TestCgroup, miner: &Path) -> Command {
+    let pool = loopback_listener();
+    let mut cmd = cg.command(miner);
+    cmd.args([
+        "-o",
+        &format!("stratum+tcp://127.0.0.1:{pool}"),
+        "-u",
+        MINER_WALLET,
+        "--donate-level",
+        "1",
+    ])
+    .env("POOL_PORT", pool.to_string());
+    cmd
+}
+
 /// Runs the miner written by [`write_miner`] in `cg` with xmrig-like arguments (a stratum pool
 /// URL, a wallet, `--donate-level`) against a fresh loopback "pool"; panics unless it succeeds.
 pub fn run_miner(cg: &TestCgroup, miner: &Path) {
-    let pool = loopback_listener();
-    let status = cg
-        .command(miner)
-        .args([
-            "-o",
-            &format!("stratum+tcp://127.0.0.1:{pool}"),
-            "-u",
-            MINER_WALLET,
-            "--donate-level",
-            "1",
-        ])
-        .env("POOL_PORT", pool.to_string())
+    let status = miner_command(cg, miner)
         .status()
         .expect("starting the miner");
     assert!(

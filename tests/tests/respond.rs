@@ -11,8 +11,8 @@ use std::{
 };
 
 use baseliner_tests::{
-    LearnAgent, MINER_WALLET, TestCgroup, live_enabled, loopback_listener, normal_workload,
-    run_cli_ok, set_mode, wait_alert,
+    LearnAgent, TestCgroup, live_enabled, miner_command, normal_workload, run_cli_ok, set_mode,
+    wait_alert,
 };
 
 /// A miner-like script that connects to its pool, then keeps running (a child `sleep`).
@@ -27,19 +27,7 @@ fn write_long_miner(path: &Path) {
 }
 
 fn start_miner(cg: &TestCgroup, miner: &Path) -> Child {
-    let pool = loopback_listener();
-    cg.command(miner)
-        .args([
-            "-o",
-            &format!("stratum+tcp://127.0.0.1:{pool}"),
-            "-u",
-            MINER_WALLET,
-            "--donate-level",
-            "1",
-        ])
-        .env("POOL_PORT", pool.to_string())
-        .spawn()
-        .unwrap()
+    miner_command(cg, miner).spawn().unwrap()
 }
 
 #[test]

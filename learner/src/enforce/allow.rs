@@ -241,6 +241,20 @@ impl AllowList {
             .collect()
     }
 
+    /// Writes (`allow`) or removes this list's entries for `cgroup_id` at `generation` in the
+    /// kernel maps.
+    pub fn apply(
+        &self,
+        probes: &mut crate::kernel::Probes,
+        cgroup_id: u64,
+        generation: u32,
+        allow: bool,
+    ) -> Result<(), crate::kernel::load::LoadError> {
+        probes.exec_allow(&self.exec_keys(cgroup_id, generation), allow)?;
+        probes.net4_allow(&self.net4_keys(cgroup_id, generation), allow)?;
+        probes.net6_allow(&self.net6_keys(cgroup_id, generation), allow)
+    }
+
     /// Kernel map entries this list takes: programs and destinations.
     pub fn kernel_entries(&self) -> usize {
         self.execs.len() + self.net.len() + self.net.iter().filter(|r| r.addr.is_ipv4()).count()

@@ -150,8 +150,7 @@ fn run_in(probes: &mut Probes, cg: &Path) -> Result<CanaryReport> {
         ..AllowList::default()
     };
     let g = CANARY_GENERATION;
-    probes.exec_allow(&list.exec_keys(cgroup_id, g), true)?;
-    probes.net4_allow(&list.net4_keys(cgroup_id, g), true)?;
+    list.apply(probes, cgroup_id, g, true)?;
     probes.enforce(
         cgroup_id,
         EnforceEntry {
@@ -161,8 +160,7 @@ fn run_in(probes: &mut Probes, cg: &Path) -> Result<CanaryReport> {
     )?;
     let outcome = spawn_probe(&exe, cg, port);
     probes.unenforce(cgroup_id)?;
-    probes.exec_allow(&list.exec_keys(cgroup_id, g), false)?;
-    probes.net4_allow(&list.net4_keys(cgroup_id, g), false)?;
+    list.apply(probes, cgroup_id, g, false)?;
     let (status, output) = outcome?;
     Ok(judge(status, &output, now_ns()))
 }

@@ -120,7 +120,8 @@ impl Enforcer {
             return Ok(());
         };
         probes.unenforce(old.cgroup_id)?;
-        apply_list(probes, &old, false)?;
+        old.list
+            .apply(probes, old.cgroup_id, old.generation, false)?;
         Ok(())
     }
 
@@ -172,7 +173,9 @@ impl Enforcer {
             generation,
             list: Arc::new(list),
         };
-        apply_list(probes, &new, true).with_context(|| format!("loading the allow-list of {w}"))?;
+        new.list
+            .apply(probes, cgroup_id, generation, true)
+            .with_context(|| format!("loading the allow-list of {w}"))?;
         probes.enforce(
             cgroup_id,
             EnforceEntry {
@@ -186,7 +189,8 @@ impl Enforcer {
             if old.cgroup_id != cgroup_id {
                 probes.unenforce(old.cgroup_id)?;
             }
-            apply_list(probes, &old, false)?;
+            old.list
+                .apply(probes, old.cgroup_id, old.generation, false)?;
         }
         Ok(report)
     }
@@ -199,13 +203,4 @@ impl Enforcer {
         }
         Ok(())
     }
-}
-
-/// Adds (`allow`) or removes a generation's entries.
-fn apply_list(probes: &mut Probes, e: &Enforced, allow: bool) -> Result<()> {
-    let (cg, g) = (e.cgroup_id, e.generation);
-    probes.exec_allow(&e.list.exec_keys(cg, g), allow)?;
-    probes.net4_allow(&e.list.net4_keys(cg, g), allow)?;
-    probes.net6_allow(&e.list.net6_keys(cg, g), allow)?;
-    Ok(())
 }

@@ -14,7 +14,7 @@ use learner_ebpf::{EnforceEntry, EnforceStats, ExecAllowKey, Net4Key, Net6Key};
 
 use super::{
     diagnose::{self, HostFacts},
-    load::{LoadError, Probes},
+    load::{LoadError, Probes, map_err},
 };
 
 /// The connect programs, attached to the cgroup2 root.
@@ -29,10 +29,6 @@ pub const EXEC_PROGRAM: &str = "sched_process_exec";
 /// allow-lists are loaded ([`Probes::pin_enforcement`]). `rm -r` the directory to end blocking
 /// with no agent running.
 pub const PIN_DIR: &str = "/sys/fs/bpf/baseliner";
-
-fn map_err(what: &str) -> impl Fn(MapError) -> LoadError + '_ {
-    move |e| LoadError::Kernel(diagnose::explain(what, &e, &HostFacts::current()))
-}
 
 /// Removes `key` from a map; an absent key is fine.
 fn forget(r: Result<(), MapError>, what: &str) -> Result<(), LoadError> {
@@ -140,29 +136,28 @@ impl Probes {
 
     /// Adds (`allow`) or removes allowed IPv4 destinations: (prefix length, key data).
     pub fn net4_allow(&mut self, keys: &[(u32, Net4Key)], allow: bool) -> Result<(), LoadError> {
-        let mut map: LpmTrie<&mut MapData, Net4Key, u8> = self.typed_map("NET4_ALLOW")?;
-        for (bits, data) in keys {
-            let key = Key::new(*bits, *data);
-            if allow {
-                map.insert(&key, 1, 0)
-                    .map_err(map_err("writing map NET4_ALLOW"))?;
-            } else {
-                forget(map.remove(&key), "removing from map NET4_ALLOW")?;
-            }
-        }
-        Ok(())
+        self.lpm_allow("NET4_ALLOW", keys, allow)
     }
 
     /// Adds (`allow`) or removes allowed IPv6 destinations: (prefix length, key data).
     pub fn net6_allow(&mut self, keys: &[(u32, Net6Key)], allow: bool) -> Result<(), LoadError> {
-        let mut map: LpmTrie<&mut MapData, Net6Key, u8> = self.typed_map("NET6_ALLOW")?;
+        self.lpm_allow("NET6_ALLOW", keys, allow)
+    }
+
+    fn lpm_allow<K: aya::Pod>(
+        &mut self,
+        name: &str,
+        keys: &[(u32, K)],
+        allow: bool,
+    ) -> Result<(), LoadError> {
+        let mut map: LpmTrie<&mut MapData, K, u8> = self.typed_map(name)?;
         for (bits, data) in keys {
             let key = Key::new(*bits, *data);
             if allow {
                 map.insert(&key, 1, 0)
-                    .map_err(map_err("writing map NET6_ALLOW"))?;
+                    .map_err(map_err(&format!("writing map {name}")))?;
             } else {
-                forget(map.remove(&key), "removing from map NET6_ALLOW")?;
+                forget(map.remove(&key), &format!("removing from map {name}"))?;
             }
         }
         Ok(())

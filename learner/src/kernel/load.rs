@@ -101,7 +101,7 @@ fn kernel_err(what: &str, err: &(dyn std::error::Error + 'static), facts: &HostF
 }
 
 /// Explains a failed map operation (after loading, so the host facts are read only on failure).
-fn map_err(what: &str) -> impl Fn(MapError) -> LoadError + '_ {
+pub(super) fn map_err(what: &str) -> impl Fn(MapError) -> LoadError + '_ {
     move |e| kernel_err(what, &e, &HostFacts::current())
 }
 

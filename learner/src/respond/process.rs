@@ -3,11 +3,10 @@
 
 use std::{collections::BTreeSet, path::Path};
 
-/// The parent pid of `pid`, from `/proc/PID/stat` (the field after the parenthesised name).
+/// The parent pid of `pid`, from `/proc/PID/stat`.
 fn parent(proc_root: &Path, pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    crate::running::parse_stat(&stat).map(|s| s.ppid)
 }
 
 /// The cgroup2 path of `pid`.

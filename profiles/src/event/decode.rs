@@ -407,22 +407,7 @@ struct Spare {
 
 impl Spare {
     fn take_from(e: &mut Event) -> Spare {
-        let detail = match &mut e.detail {
-            EventDetail::Exec { filename: s, .. }
-            | EventDetail::Open { path: s, .. }
-            | EventDetail::Connect {
-                dest: Endpoint { addr: s, .. },
-            }
-            | EventDetail::Bind {
-                local: Endpoint { addr: s, .. },
-            }
-            | EventDetail::Ptrace {
-                request_name: s, ..
-            }
-            | EventDetail::Setuid { call: s, .. }
-            | EventDetail::Setgid { call: s, .. } => Some(std::mem::take(s)),
-            EventDetail::Listen { .. } => None,
-        };
+        let detail = e.detail.main_string_mut().map(std::mem::take);
         Spare {
             id: Some(std::mem::take(&mut e.workload.id)),
             cgroup: Some(std::mem::take(&mut e.workload.cgroup)),

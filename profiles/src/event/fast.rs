@@ -329,29 +329,6 @@ fn reuse(old: Option<&mut String>, s: &str) -> String {
     }
 }
 
-/// The detail's main string buffer, to reuse.
-fn spare(d: &mut EventDetail) -> Option<&mut String> {
-    match d {
-        EventDetail::Exec { filename: s, .. }
-        | EventDetail::Open { path: s, .. }
-        | EventDetail::Connect {
-            dest: Endpoint { addr: s, .. },
-        }
-        | EventDetail::Bind {
-            local: Endpoint { addr: s, .. },
-        }
-        | EventDetail::Listen {
-            local: Some(Endpoint { addr: s, .. }),
-        }
-        | EventDetail::Ptrace {
-            request_name: s, ..
-        }
-        | EventDetail::Setuid { call: s, .. }
-        | EventDetail::Setgid { call: s, .. } => Some(s),
-        EventDetail::Listen { local: None } => None,
-    }
-}
-
 /// The fields of the event's kind, all and only those, as the full decoder requires them.
 fn detail(r: &mut Raw, argv: &[&str], old: &mut EventDetail) -> Option<EventDetail> {
     let kind = r.kind?;
@@ -367,7 +344,7 @@ fn detail(r: &mut Raw, argv: &[&str], old: &mut EventDetail) -> Option<EventDeta
         Some(Endpoint {
             family: family(r.family?)?,
             protocol: protocol(r.protocol?)?,
-            addr: reuse(spare(old), r.addr?),
+            addr: reuse(old.main_string_mut(), r.addr?),
             port: r.port?,
         })
     };
@@ -386,14 +363,14 @@ fn detail(r: &mut Raw, argv: &[&str], old: &mut EventDetail) -> Option<EventDeta
                 }
             }
             EventDetail::Exec {
-                filename: reuse(spare(old), r.filename?),
+                filename: reuse(old.main_string_mut(), r.filename?),
                 argv: v,
                 argv_truncated: r.argv_truncated?,
                 argv_unknown: r.argv_unknown.unwrap_or(false),
             }
         }
         "open" if only(open, [exec, net, ptrace, id]) => EventDetail::Open {
-            path: reuse(spare(old), r.path?),
+            path: reuse(old.main_string_mut(), r.path?),
             flags: r.flags?,
             access: match r.access? {
                 "read" => Access::Read,
@@ -415,11 +392,11 @@ fn detail(r: &mut Raw, argv: &[&str], old: &mut EventDetail) -> Option<EventDeta
         },
         "ptrace" if only(ptrace, [exec, open, net, id]) => EventDetail::Ptrace {
             request: r.request?,
-            request_name: reuse(spare(old), r.request_name?),
+            request_name: reuse(old.main_string_mut(), r.request_name?),
             target_pid: r.target_pid?,
         },
         "setuid" | "setgid" if only(id, [exec, open, net, ptrace]) => {
-            let call = reuse(spare(old), r.call?);
+            let call = reuse(old.main_string_mut(), r.call?);
             let ids = r.ids.take()?;
             if kind == "setuid" {
                 EventDetail::Setuid { call, ids }
