@@ -52,6 +52,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
+    /// 409: the request conflicts with the current state (decided already).
+    pub fn conflict(detail: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::CONFLICT, detail)
+    }
+
     /// 500: the agent failed.
     pub fn internal(detail: impl Into<String>) -> ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
@@ -64,6 +69,19 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidName { .. } => ApiError::bad_request(e.to_string()),
             e => ApiError::internal(e.to_string()),
         }
+    }
+}
+
+impl From<profiles::review::ReviewError> for ApiError {
+    fn from(e: profiles::review::ReviewError) -> Self {
+        use profiles::review::ReviewError as R;
+        let status = match &e {
+            R::NotFound { .. } => StatusCode::NOT_FOUND,
+            R::AlreadyDecided { .. } => StatusCode::CONFLICT,
+            R::InvalidPattern { .. } | R::Invalid { .. } => StatusCode::BAD_REQUEST,
+            R::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 

@@ -13,6 +13,7 @@
 //! Workload ids are cgroup paths; in a URL they are one percent-encoded segment
 //! ([`workload_segment`]).
 
+pub mod auth;
 pub mod client;
 pub mod error;
 mod routes;
@@ -31,18 +32,44 @@ pub use routes::{
 };
 pub use state::{
     Agent, AgentRuntime, AlertCounters, AuditRecord, CanaryReport, EnforceCounters,
-    EnforcementStatus, Settings, WorkloadEnforcement,
+    EnforcementStatus, RingUse, Settings, WorkloadEnforcement,
 };
+
+/// The audit action of a mode change (its history is read from the audit log).
+pub const SET_MODE_ACTION: &str = routes::workloads::SET_MODE;
 
 /// Largest request body accepted (an imported profile is the biggest).
 pub const MAX_BODY_BYTES: usize = 8 << 20;
 
-/// The API router over `agent`.
+/// How long a request may take before it is answered with 408.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The API router over `agent`, for a trusted caller (root over the unix socket, or the CLI
+/// over the store): every call acts as [`auth::Identity::local`].
 pub fn app(agent: Arc<dyn Agent>) -> Router {
-    routes::router()
+    app_with(agent, auth::Auth::Trusted(auth::Identity::local()))
+}
+
+/// The API router over `agent`, authenticating callers with `auth`.
+pub fn app_with(agent: Arc<dyn Agent>, auth: auth::Auth) -> Router {
+    let (router, _) = routes::router();
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn(error::problems))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(agent)
+}
+
+/// The OpenAPI 3.1 document of every route (served at `/v1/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::router().1
 }
 
 /// A workload id as one URL path segment (every `/` and reserved character percent-encoded).

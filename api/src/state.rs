@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use profiles::{
     mode::Mode,
     rates::RateSamples,
+    review,
     store::{ProfileKey, StoredProfile},
 };
 use serde::{Deserialize, Serialize};
@@ -50,21 +51,57 @@ pub struct AgentRuntime {
     /// Blocking in force.
     #[serde(default)]
     pub enforcement: EnforcementStatus,
+    /// The ring buffer's fill.
+    #[serde(default)]
+    pub ring: RingUse,
 }
 
-/// One audited action.
+/// How full the kernel's ring buffer is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingUse {
+    /// Its size.
+    pub capacity_bytes: u64,
+    /// Bytes written and not yet read, sampled before the latest read.
+    pub pending_bytes: u64,
+    /// The most seen pending since the agent started.
+    pub max_pending_bytes: u64,
+}
+
+/// One audited action: an automated response to an alert, or a change made through the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
-    /// Who acted: `agent` for automated responses.
+    /// Who acted: `agent` for automated responses, the API token's name (`root` over the unix
+    /// socket) for changes made through the API.
     pub actor: String,
     /// The workload acted on.
     pub workload: String,
-    /// The action and its outcome.
+    /// The action (`kill`, `set-mode`, `approve`, `reject`, `import`, `acknowledge`, ...), its
+    /// target and outcome.
     pub action: scorer::alert::ActionTaken,
-    /// The key of the alert that caused it.
+    /// The key of the alert that caused it, if one did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub alert_key: String,
     /// That alert's summary.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub alert_summary: String,
+}
+
+impl AuditRecord {
+    /// A change `actor` made to `workload` through the API, now.
+    pub fn change(actor: &str, workload: &str, action: &str, target: String, at_ns: u64) -> Self {
+        AuditRecord {
+            actor: actor.into(),
+            workload: workload.into(),
+            action: scorer::alert::ActionTaken {
+                action: action.into(),
+                target,
+                outcome: "done".into(),
+                at_ns,
+            },
+            alert_key: String::new(),
+            alert_summary: String::new(),
+        }
+    }
 }
 
 /// Blocking in force: the kernel's counters and each workload in enforce mode.
@@ -183,6 +220,60 @@ pub trait Agent: Send + Sync + 'static {
     }
     /// The audit log, oldest first.
     fn audit(&self) -> Result<Vec<AuditRecord>, ApiError> {
+        Ok(Vec::new())
+    }
+    /// Appends a record to the audit log (durably).
+    fn record_audit(&self, _record: AuditRecord) -> Result<(), ApiError> {
+        Err(ApiError::internal("this agent keeps no audit log"))
+    }
+    /// Acknowledges the stored alert `key` (durably); returns it acknowledged.
+    fn acknowledge(
+        &self,
+        key: &str,
+        _ack: scorer::alert::Ack,
+    ) -> Result<scorer::alert::Alert, ApiError> {
+        Err(ApiError::not_found(format!("no alert {key:?}")))
+    }
+    /// New alerts as the agent raises them, for the live stream; `None` when no
+    /// agent runs.
+    fn subscribe_alerts(&self) -> Option<tokio::sync::broadcast::Receiver<scorer::alert::Alert>> {
+        None
+    }
+    /// Proposed allow-list entries, filtered (see [`profiles::review::list`] for the order).
+    fn reviews(
+        &self,
+        _workload: Option<&str>,
+        _state: Option<review::State>,
+    ) -> Result<Vec<review::Proposal>, ApiError> {
+        Ok(Vec::new())
+    }
+    /// One proposal.
+    fn review(&self, id: &str) -> Result<review::Proposal, ApiError> {
+        Err(review::ReviewError::NotFound { id: id.into() }.into())
+    }
+    /// Approves a proposal (as its exact entry, or as `pattern`) and adds the entry to the
+    /// workload's profile at once: it stops alerting, and in enforce mode the kernel allows it
+    /// at the next sync.
+    fn approve(
+        &self,
+        id: &str,
+        _reviewer: &str,
+        _comment: &str,
+        _pattern: Option<&str>,
+    ) -> Result<review::Approval, ApiError> {
+        Err(review::ReviewError::NotFound { id: id.into() }.into())
+    }
+    /// Rejects a proposal: it keeps alerting (and is blocked in enforce mode).
+    fn reject(
+        &self,
+        id: &str,
+        _reviewer: &str,
+        _comment: &str,
+    ) -> Result<review::Proposal, ApiError> {
+        Err(review::ReviewError::NotFound { id: id.into() }.into())
+    }
+    /// Approvals in effect, oldest first.
+    fn approvals(&self, _workload: Option<&str>) -> Result<Vec<review::Approval>, ApiError> {
         Ok(Vec::new())
     }
     /// Now, in Unix-epoch nanoseconds.

@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use profiles::{Event, mode::Mode, model::Profile, store::ProfileKey};
+use profiles::{Event, mode::Mode, model::Profile, review::ReviewBuffer, store::ProfileKey};
 use scorer::{
     alert::{Aggregator, Alert, Enforcement, Observed},
     rates::{RateModel, RateWatch},
@@ -21,6 +21,7 @@ use scorer::{
 };
 
 use crate::{
+    control::AlertStream,
     delivery::{self, SharedOutbox, falco},
     enforce::allow::AllowList,
     recorder::{Recorder, now_ns},
@@ -54,6 +55,12 @@ pub struct Alerter {
     falco: Option<Box<dyn Write + Send>>,
     outbox: Option<SharedOutbox>,
     responder: Option<Responder>,
+    /// Deviations proposed as allow-list entries, counted in memory between flushes.
+    reviews: ReviewBuffer,
+    /// The live alert stream.
+    stream: Option<AlertStream>,
+    /// [`Recorder::changes`] when the baselines were read.
+    changes: u64,
     /// Events scored.
     pub scored: u64,
     /// Alerts raised (new deviations).
@@ -75,6 +82,9 @@ impl Alerter {
             falco: None,
             outbox: None,
             responder: None,
+            reviews: ReviewBuffer::new(),
+            stream: None,
+            changes: 0,
             scored: 0,
             raised: 0,
             repeats: 0,
@@ -93,6 +103,21 @@ impl Alerter {
         self
     }
 
+    /// Also sends each new alert to the API's live stream.
+    pub fn with_stream(mut self, tx: AlertStream) -> Alerter {
+        self.stream = Some(tx);
+        self
+    }
+
+    /// Writes the review queue's counts held in memory to the store (durable with the next
+    /// flush).
+    pub fn flush_reviews(&mut self, recorder: &Recorder) -> Result<()> {
+        self.reviews
+            .flush(recorder.store())
+            .context("writing the review queue")?;
+        Ok(())
+    }
+
     /// Also writes each raised alert as one line of Falco's JSON output to `out`.
     pub fn with_falco(mut self, out: Box<dyn Write + Send>) -> Alerter {
         self.falco = Some(out);
@@ -105,6 +130,11 @@ impl Alerter {
         workload: &str,
         recorder: &mut Recorder,
     ) -> Result<(Arc<Profile>, Option<Arc<RateModel>>)> {
+        if recorder.changes != self.changes {
+            // An import or an approval: every copy is stale, at once.
+            self.changes = recorder.changes;
+            self.baselines.clear();
+        }
         if let Some(b) = self.baselines.get(workload)
             && b.read.elapsed() < PROFILE_TTL
         {
@@ -197,11 +227,39 @@ impl Alerter {
                 .or_insert_with(|| RateWatch::new(profiles::rates::DEFAULT_WINDOW_NS)),
         };
         let rate = windows.observe(model.as_deref(), &event, alert.as_ref());
+        if let Some(a) = &alert {
+            self.propose(&event, &profile, &a.key, recorder)?;
+        }
         let mut raised = Vec::new();
         for a in alert.into_iter().chain(rate) {
             raised.extend(self.raise(a, recorder, mode)?);
         }
         Ok(raised)
+    }
+
+    /// Puts each entry of a deviating event that its profile does not cover in the review
+    /// queue, with the alert it raised.
+    fn propose(
+        &mut self,
+        event: &Event,
+        profile: &Profile,
+        alert_key: &str,
+        recorder: &Recorder,
+    ) -> Result<()> {
+        for entry in profiles::model::event_entries(event) {
+            if !profile.covers_entry(&entry) {
+                self.reviews
+                    .observe(
+                        recorder.store(),
+                        &event.workload.id,
+                        &entry,
+                        event,
+                        Some(alert_key),
+                    )
+                    .context("proposing an allow-list entry")?;
+            }
+        }
+        Ok(())
     }
 
     /// Closes the windows of workloads gone quiet and raises their rate alerts.
@@ -254,6 +312,10 @@ impl Alerter {
                 store.flush()?;
                 tracing::warn!(workload = %alert.workload, severity = %alert.severity,
                     key = %alert.key, "{}", alert.summary);
+                if let Some(tx) = &self.stream {
+                    // No subscriber is not an error.
+                    let _ = tx.send(alert.clone());
+                }
                 self.deliver(&alert)?;
                 Ok(Some(alert))
             }

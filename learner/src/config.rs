@@ -20,6 +20,20 @@
 //! alertmanager_url = "http://127.0.0.1:9093"  # also send each alert to Alertmanager (API v2)
 //! falco_jsonl = "/var/log/baseliner/falco.jsonl"  # also write alerts as Falco JSON ("-": stdout)
 //!
+//! [api]                       # the HTTP API on TCP (the unix socket is always served)
+//! listen = "127.0.0.1:7878"   # address to serve on; loopback unless TLS is configured
+//! tls_cert = "/etc/baseliner/api.crt"  # PEM certificate chain: serve HTTPS
+//! tls_key = "/etc/baseliner/api.key"   # its PEM private key
+//! [[api.tokens]]              # `baseliner token --name NAME --role ROLE` prints one
+//! name = "alice"              # recorded in the audit log for every change made with it
+//! role = "reviewer"           # viewer | reviewer | admin
+//! sha256 = "9f86d0…"          # SHA-256 of the token (the token itself is never stored)
+//!
+//! [evidence]                  # events kept for investigation and reports
+//! max_age = "7d"              # drop events older than this
+//! max_size = "512MiB"         # and the oldest beyond this much disk
+//! pci_paths = ["/srv/cardholder/**"]  # cardholder-data paths of the PCI-DSS access report
+//!
 //! [respond]                   # automated responses to new alerts (none by default)
 //! max_per_minute = 20         # actions a minute at most, all workloads together
 //! protected_cgroups = ["/system.slice/sshd.service"]  # never acted on (sub-cgroups too)
@@ -51,6 +65,53 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Automated responses.
     pub respond: crate::respond::RespondConfig,
+    /// The HTTP API on TCP.
+    pub api: ApiConfig,
+}
+
+/// `[api]`: the HTTP API on TCP, with bearer-token roles.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve the API on this TCP address too.
+    pub listen: Option<std::net::SocketAddr>,
+    /// PEM certificate chain: serve HTTPS.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Who may call, and as what.
+    pub tokens: Vec<api::auth::TokenConfig>,
+}
+
+impl ApiConfig {
+    /// Checks the section: tokens well-formed and uniquely named; TLS files in pairs; a
+    /// listener on a non-loopback address only with TLS, and only with tokens.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for t in &self.tokens {
+            t.validate()?;
+            if !names.insert(t.name.as_str()) {
+                return Err(format!("[api]: two tokens are named {:?}", t.name));
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("[api]: tls_cert and tls_key go together".into());
+        }
+        if let Some(addr) = self.listen {
+            if self.tokens.is_empty() {
+                return Err(format!(
+                    "[api]: listen = \"{addr}\" but no [[api.tokens]]: nobody could call it"
+                ));
+            }
+            if !addr.ip().is_loopback() && self.tls_cert.is_none() {
+                return Err(format!(
+                    "[api]: listen = \"{addr}\" is not a loopback address; bearer tokens \
+                     would cross the network in clear: set tls_cert and tls_key"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[alerts]`: where alerts go besides the store. Its `Debug` never shows the secret.
@@ -166,6 +227,7 @@ impl Config {
         let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         profiles::redact::Redactor::new(&c.redact).map_err(|e| e.to_string())?;
         c.respond.validate()?;
+        c.api.validate()?;
         Ok(c)
     }
 }
@@ -241,10 +303,46 @@ mod tests {
                 "[[respond.rules]]\naction = \"nuke\"\nmin_severity = \"high\"",
                 "unknown variant `nuke`",
             ),
+            ("[api]\nlisten = \"127.0.0.1:7878\"", "no [[api.tokens]]"),
+            (
+                "[api]\nlisten = \"0.0.0.0:7878\"\n[[api.tokens]]\nname = \"a\"\nrole = \"admin\"\n\
+                 sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"",
+                "set tls_cert and tls_key",
+            ),
+            (
+                "[[api.tokens]]\nname = \"a\"\nrole = \"root\"\nsha256 = \"00\"",
+                "unknown variant `root`",
+            ),
+            (
+                "[[api.tokens]]\nname = \"a\"\nrole = \"viewer\"\nsha256 = \"00\"",
+                "64 hex digits",
+            ),
+            ("[api]\ntls_cert = \"/x.pem\"", "go together"),
         ] {
             let err = Config::parse(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn api_tokens_and_listener_parse() {
+        let hash = api::auth::token_sha256("t");
+        let c = Config::parse(&format!(
+            "[api]\nlisten = \"127.0.0.1:7878\"\n[[api.tokens]]\nname = \"alice\"\n\
+             role = \"reviewer\"\nsha256 = \"{hash}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.api.listen, Some("127.0.0.1:7878".parse().unwrap()));
+        assert_eq!(c.api.tokens[0].role, api::auth::Role::Reviewer);
+        assert!(
+            !format!("{c:?}").contains(&hash),
+            "hashes stay out of Debug"
+        );
+        let twice = format!(
+            "[[api.tokens]]\nname = \"a\"\nrole = \"viewer\"\nsha256 = \"{hash}\"\n\
+             [[api.tokens]]\nname = \"a\"\nrole = \"admin\"\nsha256 = \"{hash}\"\n"
+        );
+        assert!(Config::parse(&twice).unwrap_err().contains("two tokens"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! builds the same over the store, without a runtime.
 
 use std::{
+    collections::HashMap,
     path::{Component, Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
 };
@@ -11,10 +12,13 @@ use api::{Agent, AgentRuntime, ApiError, Settings};
 use profiles::{
     mode::Mode,
     rates::RateSamples,
+    review,
     store::{ProfileKey, StoredProfile},
 };
 
-use crate::recorder::Recorder;
+use scorer::alert::{Ack, Alert};
+
+use crate::recorder::{Recorder, now_ns};
 
 /// The recorder as shared by the event loop and the API.
 pub type SharedRecorder = Arc<Mutex<Recorder>>;
@@ -24,7 +28,15 @@ pub struct Control {
     recorder: SharedRecorder,
     runtime: Option<Arc<Mutex<AgentRuntime>>>,
     cgroup_mount: Option<PathBuf>,
+    alerts: Option<AlertStream>,
 }
+
+/// The sending side of the live alert stream.
+pub type AlertStream = tokio::sync::broadcast::Sender<Alert>;
+
+/// The store tree of alert acknowledgements, by alert key. They are kept apart from the alerts
+/// themselves, which the event loop rewrites as repeats come in.
+pub const ACKS_TREE: &str = "alert_acks";
 
 impl Control {
     /// Over `recorder`; `runtime` is `None` when no agent runs (the CLI reading the store).
@@ -33,7 +45,14 @@ impl Control {
             recorder,
             runtime,
             cgroup_mount: crate::attribution::cgroup::cgroup2_mount().ok(),
+            alerts: None,
         }
+    }
+
+    /// Streams the alerts sent on `tx` to API clients.
+    pub fn with_alert_stream(mut self, tx: AlertStream) -> Control {
+        self.alerts = Some(tx);
+        self
     }
 
     fn recorder(&self) -> MutexGuard<'_, Recorder> {
@@ -104,15 +123,109 @@ impl Agent for Control {
             .map_err(internal)
     }
 
-    fn alerts(&self) -> Result<Vec<scorer::alert::Alert>, ApiError> {
-        Ok(self
-            .recorder()
-            .store()
-            .all_json(crate::alerting::ALERTS_TREE)?)
+    fn alerts(&self) -> Result<Vec<Alert>, ApiError> {
+        let r = self.recorder();
+        let store = r.store();
+        let mut alerts: Vec<Alert> = store.all_json(crate::alerting::ALERTS_TREE)?;
+        let acks: Vec<(String, Ack)> = store.all_json(ACKS_TREE)?;
+        let acks: HashMap<String, Ack> = acks.into_iter().collect();
+        for a in &mut alerts {
+            if let Some(ack) = acks.get(&a.key) {
+                a.ack = Some(ack.clone());
+            }
+        }
+        Ok(alerts)
     }
 
     fn audit(&self) -> Result<Vec<api::AuditRecord>, ApiError> {
         Ok(crate::respond::audit::all(self.recorder().store())?)
+    }
+
+    fn record_audit(&self, record: api::AuditRecord) -> Result<(), ApiError> {
+        let r = self.recorder();
+        crate::respond::audit::append(r.store(), &record)?;
+        r.store().flush()?;
+        Ok(())
+    }
+
+    fn acknowledge(&self, key: &str, ack: Ack) -> Result<Alert, ApiError> {
+        let r = self.recorder();
+        let store = r.store();
+        let mut alert: Alert = store
+            .get_json(crate::alerting::ALERTS_TREE, key.as_bytes())?
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no alert {key:?} (`GET /v1/alerts` lists the alerts and their keys)"
+                ))
+            })?;
+        if let Some((_, before)) = store.get_json::<(String, Ack)>(ACKS_TREE, key.as_bytes())? {
+            return Err(ApiError::conflict(format!(
+                "alert {key:?} was already acknowledged by {}",
+                before.by
+            )));
+        }
+        store.put_json(ACKS_TREE, key.as_bytes(), &(key, &ack))?;
+        store.flush()?;
+        alert.ack = Some(ack);
+        Ok(alert)
+    }
+
+    fn reviews(
+        &self,
+        workload: Option<&str>,
+        state: Option<review::State>,
+    ) -> Result<Vec<review::Proposal>, ApiError> {
+        Ok(review::list(self.recorder().store(), workload, state)?)
+    }
+
+    fn review(&self, id: &str) -> Result<review::Proposal, ApiError> {
+        Ok(review::get(self.recorder().store(), id)?)
+    }
+
+    fn approve(
+        &self,
+        id: &str,
+        reviewer: &str,
+        comment: &str,
+        pattern: Option<&str>,
+    ) -> Result<review::Approval, ApiError> {
+        let mut r = self.recorder();
+        let proposal = review::get(r.store(), id)?;
+        if r.latest_profile(&proposal.workload)
+            .map_err(internal)?
+            .is_none()
+        {
+            return Err(ApiError::conflict(format!(
+                "workload {:?} has no profile to add the entry to",
+                proposal.workload
+            )));
+        }
+        let approval = review::approve(r.store(), id, reviewer, comment, pattern, now_ns())?;
+        r.apply_approval(&approval).map_err(internal)?;
+        tracing::info!(workload = %approval.workload, entry = %approval.entry, %reviewer,
+            "allow-list entry approved");
+        Ok(approval)
+    }
+
+    fn reject(
+        &self,
+        id: &str,
+        reviewer: &str,
+        comment: &str,
+    ) -> Result<review::Proposal, ApiError> {
+        let r = self.recorder();
+        let p = review::reject(r.store(), id, reviewer, comment, now_ns())?;
+        tracing::info!(workload = %p.workload, entry = %p.entry, %reviewer,
+            "allow-list entry rejected");
+        Ok(p)
+    }
+
+    fn approvals(&self, workload: Option<&str>) -> Result<Vec<review::Approval>, ApiError> {
+        Ok(review::approvals(self.recorder().store(), workload)?)
+    }
+
+    fn subscribe_alerts(&self) -> Option<tokio::sync::broadcast::Receiver<Alert>> {
+        self.alerts.as_ref().map(|tx| tx.subscribe())
     }
 }
 

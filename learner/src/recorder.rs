@@ -19,6 +19,7 @@ use profiles::{
     mode::Mode,
     rates::{DEFAULT_WINDOW_NS, RateLearner, RateSamples},
     redact::Redactor,
+    review::Approval,
     revision::{Observed, Revisions},
     store::{ProfileKey, Store, StoredProfile},
 };
@@ -82,6 +83,9 @@ pub struct Recorder {
     pub recorded: u64,
     /// Secrets removed from argv before recording.
     pub redactions: u64,
+    /// Changes made to stored profiles from outside learning (imports, approvals); scorers
+    /// holding a copy read the profile again when this moves.
+    pub changes: u64,
 }
 
 impl Recorder {
@@ -106,6 +110,7 @@ impl Recorder {
             modes: HashMap::new(),
             recorded: 0,
             redactions: 0,
+            changes: 0,
         }
     }
 
@@ -187,6 +192,7 @@ impl Recorder {
         self.store.save_batch([(key, &profile)])?;
         self.store.save_rates([(key, &rates)])?;
         self.store.flush()?;
+        self.changes += 1;
         if let Some(r) = self
             .profiles
             .get_mut(&key.workload)
@@ -198,6 +204,30 @@ impl Recorder {
             r.rates_dirty = false;
         }
         Ok(())
+    }
+
+    /// Adds an approved entry to the workload's latest profile, durably (and to the copy in
+    /// memory, so learning keeps it). Returns the profile changed, or `None` when the workload
+    /// has no profile.
+    pub fn apply_approval(&mut self, approval: &Approval) -> Result<Option<ProfileKey>> {
+        let Some((key, mut stored)) = self.latest_profile(&approval.workload)? else {
+            return Ok(None);
+        };
+        if let Some(r) = self
+            .profiles
+            .get_mut(&key.workload)
+            .and_then(|m| m.get_mut(&key.revision))
+        {
+            approval.apply(&mut r.stored.profile);
+            stored = r.stored.clone();
+            r.dirty = false;
+        } else {
+            approval.apply(&mut stored.profile);
+        }
+        self.store.save_batch([(&key, &stored)])?;
+        self.store.flush()?;
+        self.changes += 1;
+        Ok(Some(key))
     }
 
     /// Notes the program `event`'s workload ran, which may start a new revision.

@@ -3,7 +3,8 @@
 //!
 //! The hash is the SHA-256 (lowercase hex) of the canonical JSON of `schema`, `workload`,
 //! `revision`, `profile` and, when present, `rates` (the windows of activity the rate model is
-//! fitted to, which decide alerts as much as the entries do): object keys sorted bytewise at
+//! fitted to, which decide alerts as much as the entries do) and `approvals` (the reviewers'
+//! approvals of entries that joined the profile): object keys sorted bytewise at
 //! every level, profile entries in their sorted order, no insignificant whitespace. `learning`
 //! is informational and not hashed.
 
@@ -19,6 +20,7 @@ use crate::{
     event::{Family, Protocol},
     model::{NetEntry, Profile, Seen},
     rates::{MAX_SAMPLES, RateSamples},
+    review::Approval,
 };
 
 /// Version of the export document format.
@@ -40,6 +42,10 @@ pub struct ProfileExport {
     /// Windows of activity learned beside the profile (absent in exports without them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rates: Option<RateSamples>,
+    /// Reviewers' approvals of entries that joined the profile, in time order (absent in
+    /// exports without them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
     /// SHA-256 of the canonical content (see the module docs).
     #[serde(default)]
     pub content_sha256: String,
@@ -114,6 +120,7 @@ pub fn export(
         learning,
         profile: profile.clone(),
         rates: None,
+        approvals: Vec::new(),
         content_sha256: String::new(),
     };
     e.content_sha256 = e.computed_sha256();
@@ -124,6 +131,13 @@ impl ProfileExport {
     /// The export with the profile's windows of activity (hashed with the rest).
     pub fn with_rates(mut self, rates: Option<RateSamples>) -> ProfileExport {
         self.rates = rates;
+        self.content_sha256 = self.computed_sha256();
+        self
+    }
+
+    /// The export with the reviewers' approvals of the workload (hashed with the rest).
+    pub fn with_approvals(mut self, approvals: Vec<Approval>) -> ProfileExport {
+        self.approvals = approvals;
         self.content_sha256 = self.computed_sha256();
         self
     }
@@ -148,6 +162,9 @@ fn canonical(e: &ProfileExport) -> String {
     });
     if let Some(r) = &e.rates {
         content["rates"] = serde_json::to_value(r).expect(ALWAYS_JSON);
+    }
+    if !e.approvals.is_empty() {
+        content["approvals"] = serde_json::to_value(&e.approvals).expect(ALWAYS_JSON);
     }
     sorted(content).to_string()
 }
@@ -254,7 +271,29 @@ fn validate(e: &ProfileExport) -> Result<(), ImportError> {
             return Err(invalid("rates", "more samples than windows seen"));
         }
     }
-    Ok(())
+    e.approvals
+        .iter()
+        .try_for_each(|a| approval_problem(a, &e.workload))
+}
+
+/// An approval must belong to the export's workload, name its proposal and reviewer, and
+/// approve a valid entry that covers the proposal's entry.
+fn approval_problem(a: &Approval, workload: &str) -> Result<(), ImportError> {
+    let what = || format!("approval {:?}", a.proposal_id);
+    let reason = if a.proposal_id.trim().is_empty() {
+        Some("the proposal id is empty".to_string())
+    } else if a.workload != workload {
+        Some(format!("belongs to workload {:?}", a.workload))
+    } else if a.reviewer.trim().is_empty() {
+        Some("the reviewer is empty".to_string())
+    } else if let Some(r) = entry_problem(&a.entry, &Seen::at(a.at_ns)) {
+        Some(format!("entry \"{}\": {r}", a.entry))
+    } else if !a.entry.covers(&a.exact) {
+        Some(format!("\"{}\" does not cover \"{}\"", a.entry, a.exact))
+    } else {
+        None
+    };
+    reason.map_or(Ok(()), |r| Err(invalid(what(), r)))
 }
 
 /// What is wrong with an entry: a record that was never seen or ends before it starts, or a bad
@@ -379,6 +418,88 @@ mod tests {
             err.to_string(),
             "invalid rates: more samples than windows seen"
         );
+    }
+
+    fn approval(reviewer: &str, pattern: &str, exact: &str, at_ns: u64) -> Approval {
+        let file = |path: &str| {
+            DiffEntry::File(crate::model::FileEntry {
+                path: path.into(),
+                access: crate::event::Access::Read,
+            })
+        };
+        Approval {
+            proposal_id: format!("{at_ns:016x}"),
+            workload: "/system.slice/app.service".into(),
+            entry: file(pattern),
+            exact: file(exact),
+            reviewer: reviewer.into(),
+            at_ns,
+            comment: "reviewed".into(),
+        }
+    }
+
+    #[test]
+    fn approvals_travel_hashed_and_checked() {
+        let approvals = vec![
+            approval("alice", "/opt/app/**", "/opt/app/data/x", 10),
+            approval("bob", "/etc/app.conf", "/etc/app.conf", 20),
+        ];
+        let plain = sample();
+        let e = sample().with_approvals(approvals.clone());
+        assert_ne!(
+            e.content_sha256, plain.content_sha256,
+            "approvals are hashed"
+        );
+        for text in [to_json(&e), to_yaml(&e).unwrap()] {
+            let back = import(&text).unwrap();
+            assert_eq!(back.approvals, approvals);
+            assert_eq!(back, e);
+        }
+        assert!(
+            !to_json(&plain).contains("approvals"),
+            "absent when there are none"
+        );
+        assert_eq!(sample().with_approvals(Vec::new()), plain);
+        // Who approved what is part of the audited content.
+        for (pointer, value) in [
+            ("/approvals/0/reviewer", json!("mallory")),
+            ("/approvals/1/entry/path", json!("/**")),
+            ("/approvals/1/comment", json!("edited")),
+        ] {
+            let mut v: Value = serde_json::from_str(&to_json(&e)).unwrap();
+            *v.pointer_mut(pointer).unwrap() = value;
+            let r = import(&v.to_string());
+            assert!(
+                matches!(r, Err(ImportError::Hash { .. })),
+                "{pointer}: {r:?}"
+            );
+        }
+        let mut v: Value = serde_json::from_str(&to_json(&e)).unwrap();
+        v["approvals"].as_array_mut().unwrap().pop();
+        assert!(matches!(
+            import(&v.to_string()),
+            Err(ImportError::Hash { .. })
+        ));
+        // Hashed correctly but impossible.
+        let cases = [
+            (approval("", "/a", "/a", 1), "the reviewer is empty"),
+            (
+                approval("x", "/etc/*", "/opt/y", 1),
+                "\"file /etc/* (read)\" does not cover \"file /opt/y (read)\"",
+            ),
+            (
+                Approval {
+                    workload: "/other".into(),
+                    ..approval("x", "/a", "/a", 1)
+                },
+                "belongs to workload \"/other\"",
+            ),
+        ];
+        for (a, reason) in cases {
+            let err = import(&to_json(&sample().with_approvals(vec![a.clone()]))).unwrap_err();
+            let want = format!("invalid approval {:?}: {reason}", a.proposal_id);
+            assert_eq!(err.to_string(), want);
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod mode;
 pub mod model;
 pub mod rates;
 pub mod redact;
+pub mod review;
 pub mod revision;
 pub mod store;
 

@@ -23,6 +23,9 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, in the order a workload goes through them.
+    pub const ALL: [Mode; 4] = [Mode::Learn, Mode::Alert, Mode::DryRun, Mode::Enforce];
+
     /// The mode's name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -179,6 +179,21 @@ pub struct Alert {
     /// Responses taken because of the alert (kill, freeze, ...), with their outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<ActionTaken>,
+    /// Who acknowledged the alert, when and why; absent until someone does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
+}
+
+/// An alert's acknowledgement by a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Who (the API token's name).
+    pub by: String,
+    /// When, Unix-epoch nanoseconds.
+    pub at_ns: u64,
+    /// Why, in their words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comment: String,
 }
 
 /// The rule name of the reason that says what enforcement did.
@@ -239,6 +254,7 @@ impl Alert {
             last_ns: event.ts_ns,
             enforcement: None,
             actions: Vec::new(),
+            ack: None,
         }
     }
 

@@ -1,39 +1,166 @@
-//! The `/v1` routes, one module per resource.
+//! The routes, one module per resource. Each handler carries its OpenAPI description
+//! (`#[utoipa::path]`); the router and the OpenAPI document are built from the same lists, one
+//! per [`Role`], so the document states exactly the role each route enforces.
 
 pub mod alerts;
+pub mod health;
 pub mod profiles;
+pub mod reviews;
 pub mod status;
 pub mod workloads;
 
 use std::sync::Arc;
 
-use axum::{
-    Router,
-    routing::{get, post, put},
+use axum::{Router, middleware::from_fn};
+use utoipa::openapi::{
+    OpenApi,
+    security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{Agent, ApiError};
+use crate::{Agent, ApiError, auth::Role};
 
 /// The state every handler gets.
 type AgentRef = axum::extract::State<Arc<dyn Agent>>;
 
-/// Every route, without state.
-pub fn router() -> Router<Arc<dyn Agent>> {
-    Router::new()
-        .route("/v1/status", get(status::get))
-        .route("/v1/alerts", get(alerts::list))
-        .route("/v1/audit", get(alerts::audit))
-        .route("/v1/modes", get(workloads::modes))
-        .route("/v1/workloads", get(workloads::list))
-        .route("/v1/workloads/{workload}", get(workloads::show))
-        .route("/v1/workloads/{workload}/mode", put(workloads::set_mode))
-        .route("/v1/workloads/{workload}/profile", get(profiles::show))
-        .route("/v1/workloads/{workload}/export", get(profiles::export))
-        .route("/v1/profiles", get(profiles::list))
-        .route("/v1/profiles/import", post(profiles::import))
+/// The name of the bearer-token security scheme in the OpenAPI document.
+pub const BEARER: &str = "bearer";
+
+/// Routes any caller with a token may use (read-only).
+fn viewer() -> OpenApiRouter<Arc<dyn Agent>> {
+    OpenApiRouter::new()
+        .routes(routes!(status::get))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::stream))
+        .routes(routes!(alerts::audit))
+        .routes(routes!(workloads::modes))
+        .routes(routes!(workloads::list))
+        .routes(routes!(workloads::show))
+        .routes(routes!(workloads::mode_history))
+        .routes(routes!(profiles::show))
+        .routes(routes!(profiles::export))
+        .routes(routes!(profiles::diff))
+        .routes(routes!(profiles::list))
+        .routes(routes!(reviews::list))
+        .routes(routes!(reviews::show))
+        .routes(routes!(reviews::approvals))
+        .routes(routes!(health::metrics))
+}
+
+/// Routes that decide: approve and reject proposals, acknowledge alerts.
+fn reviewer() -> OpenApiRouter<Arc<dyn Agent>> {
+    OpenApiRouter::new()
+        .routes(routes!(alerts::acknowledge))
+        .routes(routes!(reviews::approve))
+        .routes(routes!(reviews::reject))
+        .routes(routes!(reviews::bulk))
+}
+
+/// Routes that change how the agent works: modes, imports.
+fn admin() -> OpenApiRouter<Arc<dyn Agent>> {
+    OpenApiRouter::new()
+        .routes(routes!(workloads::set_mode))
+        .routes(routes!(profiles::import))
+}
+
+/// Routes anyone may call: health probes and the OpenAPI document.
+fn open() -> OpenApiRouter<Arc<dyn Agent>> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+}
+
+/// Every route and the OpenAPI document describing them.
+pub fn router() -> (Router<Arc<dyn Agent>>, OpenApi) {
+    let mut doc = base_doc();
+    let mut router = Router::new();
+    let groups = [
+        (viewer(), Some(Role::Viewer)),
+        (reviewer(), Some(Role::Reviewer)),
+        (admin(), Some(Role::Admin)),
+        (open(), None),
+    ];
+    for (group, role) in groups {
+        let (r, mut d) = group.split_for_parts();
+        let r = match role {
+            Some(role) => {
+                secure(&mut d, role);
+                r.route_layer(from_fn(move |req, next| {
+                    crate::auth::require(role, req, next)
+                }))
+            }
+            None => r,
+        };
+        doc.merge(d);
+        router = router.merge(r);
+    }
+    let served = doc.clone();
+    let router = router
+        .route(
+            health::OPENAPI_PATH,
+            axum::routing::get(move || {
+                let doc = served.clone();
+                async move { axum::Json(doc) }
+            }),
+        )
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::not_found(format!("no route {}", uri.path()))
-        })
+        });
+    doc.paths.paths.insert(
+        health::OPENAPI_PATH.to_string(),
+        health::openapi_path_item(),
+    );
+    (router, doc)
+}
+
+/// The document's info and its bearer-token scheme.
+fn base_doc() -> OpenApi {
+    let mut doc = utoipa::openapi::OpenApiBuilder::new()
+        .info(
+            utoipa::openapi::InfoBuilder::new()
+                .title("Baseliner API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Workloads, modes, profiles, the review queue, alerts, evidence, reports and \
+                     metrics of a Baseliner agent. Over TCP every call but the health probes \
+                     needs `Authorization: Bearer <token>`; each operation's security \
+                     requirement names the least role it needs (viewer < reviewer < admin). \
+                     Errors are `application/problem+json` (RFC 9457).",
+                ))
+                .build(),
+        )
+        .build();
+    let scheme = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(BEARER, scheme);
+    doc
+}
+
+/// Marks every operation of `doc` as needing `role` (an OpenAPI 3.1 role name in the bearer
+/// requirement).
+fn secure(doc: &mut OpenApi, role: Role) {
+    let req = SecurityRequirement::new(BEARER, [role.as_str()]);
+    for item in doc.paths.paths.values_mut() {
+        for op in operations(item) {
+            op.security = Some(vec![req.clone()]);
+        }
+    }
+}
+
+/// The operations of a path item.
+pub fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// Parses a JSON body with an error that says what is wrong.

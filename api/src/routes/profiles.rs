@@ -12,14 +12,18 @@ use profiles::{
     store::{ProfileKey, StoredProfile},
 };
 use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 use super::AgentRef;
 use crate::{
-    ApiError,
+    ApiError, AuditRecord,
+    auth::Caller,
     summary::{self, ProfileListing, RevisionSummary},
 };
 
-/// `GET /v1/profiles`: every profile with its learning progress.
+/// Every stored profile (each workload's revisions) with its learning progress.
+#[utoipa::path(get, path = "/v1/profiles", tag = "profiles",
+    responses((status = 200, description = "Profiles", body = [serde_json::Value])))]
 pub async fn list(
     axum::extract::State(agent): AgentRef,
 ) -> Result<Json<Vec<ProfileListing>>, ApiError> {
@@ -38,9 +42,12 @@ pub async fn list(
 }
 
 /// Which revision, and for exports which format.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Select {
+    /// The revision (default: the latest).
     revision: Option<String>,
+    /// Export format: `json` (default) or `yaml`.
     format: Option<String>,
 }
 
@@ -74,7 +81,11 @@ pub struct ProfileView {
     pub profile: profiles::model::Profile,
 }
 
-/// `GET /v1/workloads/{workload}/profile[?revision=]` (default: the latest revision).
+/// A workload's profile: entries, learning state and progress (default: the latest revision).
+#[utoipa::path(get, path = "/v1/workloads/{workload}/profile", tag = "profiles",
+    params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment"), Select),
+    responses((status = 200, description = "The profile", body = serde_json::Value),
+              (status = 404, description = "No such workload or revision")))]
 pub async fn show(
     axum::extract::State(agent): AgentRef,
     Path(workload): Path<String>,
@@ -90,6 +101,12 @@ pub async fn show(
     }))
 }
 
+/// The audit export of a workload's profile (JSON or YAML) with its SHA-256 content hash.
+#[utoipa::path(get, path = "/v1/workloads/{workload}/export", tag = "profiles",
+    params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment"), Select),
+    responses((status = 200, description = "The export", body = serde_json::Value),
+              (status = 400, description = "Unknown format"),
+              (status = 404, description = "No such workload or revision")))]
 /// `GET /v1/workloads/{workload}/export[?revision=&format=json|yaml]`: the audit export with
 /// its SHA-256 content hash.
 pub async fn export(
@@ -135,10 +152,17 @@ pub struct Imported {
     pub entries: usize,
 }
 
-/// `POST /v1/profiles/import` with an export (JSON or YAML): checked (schema, content hash,
-/// entries) and stored; a rejected document changes nothing.
+/// Imports an export (JSON or YAML): checked (schema, content hash, entries) and stored,
+/// replacing the profile with the same workload and revision; a rejected document changes
+/// nothing. Audited under the caller's name.
+#[utoipa::path(post, path = "/v1/profiles/import", tag = "profiles",
+    request_body(content = String, description = "An export, JSON or YAML", content_type = "application/json"),
+    responses((status = 200, description = "What was stored", body = serde_json::Value),
+              (status = 400, description = "The export is malformed, tampered with or invalid"),
+              (status = 413, description = "The body is too large")))]
 pub async fn import(
     axum::extract::State(agent): AgentRef,
+    Caller(who): Caller,
     body: Bytes,
 ) -> Result<Json<Imported>, ApiError> {
     let text = std::str::from_utf8(&body)
@@ -157,10 +181,47 @@ pub async fn import(
     };
     let entries = stored.profile.len();
     agent.import(&key, stored, e.rates)?;
-    tracing::info!(workload = %key.workload, revision = %key.revision, entries, "profile imported");
+    tracing::info!(workload = %key.workload, revision = %key.revision, entries, by = %who.name, "profile imported");
+    agent.record_audit(AuditRecord::change(
+        &who.name,
+        &key.workload,
+        "import",
+        format!(
+            "revision {} ({entries} entries, sha256 {})",
+            key.revision, e.content_sha256
+        ),
+        agent.now_ns(),
+    ))?;
     Ok(Json(Imported {
         workload: key.workload,
         revision: key.revision,
         entries,
     }))
+}
+
+/// The two revisions to compare.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DiffSelect {
+    /// The older revision.
+    from: String,
+    /// The newer revision (default: the latest).
+    to: Option<String>,
+}
+
+/// Entries added and removed between two revisions of a workload's profile.
+#[utoipa::path(get, path = "/v1/workloads/{workload}/diff", tag = "profiles",
+    params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment"), DiffSelect),
+    responses((status = 200, description = "`added` and `removed` entries", body = serde_json::Value),
+              (status = 400, description = "`from` is missing"),
+              (status = 404, description = "No such workload or revision")))]
+pub async fn diff(
+    axum::extract::State(agent): AgentRef,
+    Path(workload): Path<String>,
+    Query(sel): Query<DiffSelect>,
+) -> Result<Json<profiles::diff::ProfileDiff>, ApiError> {
+    let (_, old) = load(agent.as_ref(), &workload, Some(&sel.from))?;
+    let (_, new) = load(agent.as_ref(), &workload, sel.to.as_deref())?;
+    Ok(Json(profiles::diff::diff(&old.profile, &new.profile)))
 }

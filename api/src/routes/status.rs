@@ -5,7 +5,10 @@ use axum::Json;
 use super::AgentRef;
 use crate::{ApiError, summary};
 
-/// The agent, its settings and every workload.
+/// The agent (kernel counters, alerts, delivery, enforcement, canary), its settings and every
+/// workload.
+#[utoipa::path(get, path = "/v1/status", tag = "status",
+    responses((status = 200, description = "Status", body = serde_json::Value)))]
 pub async fn get(
     axum::extract::State(agent): AgentRef,
 ) -> Result<Json<summary::StatusReport>, ApiError> {

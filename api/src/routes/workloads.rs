@@ -3,14 +3,21 @@
 use axum::{Json, body::Bytes, extract::Path};
 use profiles::mode::Mode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{AgentRef, json_body};
 use crate::{
-    ApiError,
+    ApiError, AuditRecord,
+    auth::Caller,
     summary::{self, ModeChange, WorkloadSummary},
 };
 
-/// `GET /v1/workloads`
+/// The audit action of a mode change.
+pub const SET_MODE: &str = "set-mode";
+
+/// Every known workload with its mode, learning progress and entry counts.
+#[utoipa::path(get, path = "/v1/workloads", tag = "workloads",
+    responses((status = 200, description = "Workloads", body = [serde_json::Value])))]
 pub async fn list(
     axum::extract::State(agent): AgentRef,
 ) -> Result<Json<Vec<WorkloadSummary>>, ApiError> {
@@ -24,7 +31,12 @@ fn unknown(workload: &str) -> ApiError {
     ))
 }
 
-/// `GET /v1/workloads/{workload}` (a workload with only a cgroup has the default mode).
+/// One workload: mode (and where it comes from), learning progress, stable since, entry counts
+/// per revision. A workload with only a cgroup has the default mode.
+#[utoipa::path(get, path = "/v1/workloads/{workload}", tag = "workloads",
+    params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment")),
+    responses((status = 200, description = "The workload", body = serde_json::Value),
+              (status = 404, description = "Unknown workload")))]
 pub async fn show(
     axum::extract::State(agent): AgentRef,
     Path(workload): Path<String>,
@@ -52,7 +64,9 @@ pub struct ModeEntry {
     pub source: summary::ModeSource,
 }
 
-/// `GET /v1/modes`: every known workload's mode, set or default.
+/// Every known workload's mode, set or default.
+#[utoipa::path(get, path = "/v1/modes", tag = "workloads",
+    responses((status = 200, description = "Modes", body = [serde_json::Value])))]
 pub async fn modes(
     axum::extract::State(agent): AgentRef,
 ) -> Result<Json<Vec<ModeEntry>>, ApiError> {
@@ -68,15 +82,25 @@ pub async fn modes(
     ))
 }
 
-#[derive(Deserialize)]
+/// The body of a mode change.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetMode {
+pub struct SetMode {
+    /// `learn`, `alert`, `dry-run` or `enforce`.
     mode: String,
 }
 
-/// `PUT /v1/workloads/{workload}/mode` with `{"mode": "learn|alert|dry-run|enforce"}`.
+/// Sets a workload's mode; takes effect at once (in enforce mode the kernel blocks within a
+/// second). Audited under the caller's name.
+#[utoipa::path(put, path = "/v1/workloads/{workload}/mode", tag = "workloads",
+    params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment")),
+    request_body = SetMode,
+    responses((status = 200, description = "The mode set, and the one before", body = serde_json::Value),
+              (status = 400, description = "Malformed body or unknown mode"),
+              (status = 404, description = "Unknown workload")))]
 pub async fn set_mode(
     axum::extract::State(agent): AgentRef,
+    Caller(who): Caller,
     Path(workload): Path<String>,
     body: Bytes,
 ) -> Result<Json<ModeChange>, ApiError> {
@@ -91,10 +115,51 @@ pub async fn set_mode(
         return Err(unknown(&workload));
     }
     let previous = agent.set_mode(&workload, mode)?;
-    tracing::info!(%workload, %mode, ?previous, "mode set");
+    tracing::info!(%workload, %mode, ?previous, by = %who.name, "mode set");
+    let was = previous.map_or_else(|| "default".to_string(), |m| m.to_string());
+    agent.record_audit(AuditRecord::change(
+        &who.name,
+        &workload,
+        SET_MODE,
+        format!("{mode} (was {was})"),
+        agent.now_ns(),
+    ))?;
     Ok(Json(ModeChange {
         workload,
         mode,
         previous,
     }))
+}
+
+/// One mode change in a workload's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ModeHistoryEntry {
+    /// When, Unix-epoch nanoseconds.
+    pub at_ns: u64,
+    /// Who set it.
+    pub by: String,
+    /// What changed, e.g. `alert (was learn)`.
+    pub change: String,
+}
+
+/// The workload's mode changes, oldest first (from the audit log).
+#[utoipa::path(get, path = "/v1/workloads/{workload}/modes", tag = "workloads",
+    params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment")),
+    responses((status = 200, description = "Mode changes, oldest first", body = [ModeHistoryEntry])))]
+pub async fn mode_history(
+    axum::extract::State(agent): AgentRef,
+    Path(workload): Path<String>,
+) -> Result<Json<Vec<ModeHistoryEntry>>, ApiError> {
+    Ok(Json(
+        agent
+            .audit()?
+            .into_iter()
+            .filter(|r| r.workload == workload && r.action.action == SET_MODE)
+            .map(|r| ModeHistoryEntry {
+                at_ns: r.action.at_ns,
+                by: r.actor,
+                change: r.action.target,
+            })
+            .collect(),
+    ))
 }

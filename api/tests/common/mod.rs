@@ -78,6 +78,10 @@ pub struct Fake {
     pub writes: Mutex<usize>,
     /// Stored alerts.
     pub alerts: Mutex<Vec<scorer::alert::Alert>>,
+    /// The audit log.
+    pub audit: Mutex<Vec<api::AuditRecord>>,
+    /// The live alert stream (only with a runtime).
+    pub stream: tokio::sync::broadcast::Sender<scorer::alert::Alert>,
 }
 
 impl Fake {
@@ -98,6 +102,8 @@ impl Fake {
             broken: false,
             writes: Mutex::new(0),
             alerts: Mutex::new(Vec::new()),
+            audit: Mutex::new(Vec::new()),
+            stream: tokio::sync::broadcast::channel(16).0,
         }
     }
 
@@ -143,6 +149,7 @@ impl Fake {
                     pending: 1,
                 },
                 enforcement: Default::default(),
+                ring: Default::default(),
             }),
             ..self
         }
@@ -232,6 +239,43 @@ impl Agent for Fake {
     fn alerts(&self) -> Result<Vec<scorer::alert::Alert>, ApiError> {
         self.check()?;
         Ok(self.alerts.lock().unwrap().clone())
+    }
+
+    fn audit(&self) -> Result<Vec<api::AuditRecord>, ApiError> {
+        self.check()?;
+        Ok(self.audit.lock().unwrap().clone())
+    }
+
+    fn record_audit(&self, record: api::AuditRecord) -> Result<(), ApiError> {
+        self.check()?;
+        self.audit.lock().unwrap().push(record);
+        Ok(())
+    }
+
+    fn acknowledge(
+        &self,
+        key: &str,
+        ack: scorer::alert::Ack,
+    ) -> Result<scorer::alert::Alert, ApiError> {
+        self.check()?;
+        let mut all = self.alerts.lock().unwrap();
+        let a = all
+            .iter_mut()
+            .find(|a| a.key == key)
+            .ok_or_else(|| ApiError::not_found(format!("no alert {key:?}")))?;
+        if a.ack.is_some() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "already acknowledged",
+            ));
+        }
+        *self.writes.lock().unwrap() += 1;
+        a.ack = Some(ack);
+        Ok(a.clone())
+    }
+
+    fn subscribe_alerts(&self) -> Option<tokio::sync::broadcast::Receiver<scorer::alert::Alert>> {
+        self.runtime.as_ref().map(|_| self.stream.subscribe())
     }
 
     fn now_ns(&self) -> u64 {

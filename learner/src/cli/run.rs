@@ -203,11 +203,25 @@ impl Sink for Learner {
             tracing::warn!(error = %format!("{err:#}"), "closing rate windows");
         }
         if self.last_auto.elapsed() >= Duration::from_secs(5) {
-            r.auto_alert(now_ns())
-                .context("switching stable workloads to alert")?;
+            let now = now_ns();
+            for w in r
+                .auto_alert(now)
+                .context("switching stable workloads to alert")?
+            {
+                let rec = api::AuditRecord::change(
+                    "agent",
+                    &w,
+                    api::SET_MODE_ACTION,
+                    "alert (was learn): the profile was stable for auto_alert_after".into(),
+                    now,
+                );
+                learner::respond::audit::append(r.store(), &rec)
+                    .context("auditing an automatic mode change")?;
+            }
             self.last_auto = Instant::now();
         }
         if self.last_flush.elapsed() >= self.interval {
+            self.alerter.flush_reviews(&r)?;
             let n = r.flush().context("writing profiles to the store")?;
             if n > 0 {
                 tracing::debug!(profiles = n, "profiles written");
@@ -299,6 +313,12 @@ fn open_store(dir: &Path) -> anyhow::Result<Store> {
 
 /// The webhook's signing key: BASELINER_WEBHOOK_SECRET, else the configuration's secret file,
 /// else its secret.
+/// How long API calls in flight may take to finish when the agent stops.
+const API_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// New alerts the live stream holds for a slow client before it tells the client it lagged.
+const ALERT_STREAM_BACKLOG: usize = 1024;
+
 fn webhook_secret(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
     if let Some(s) = std::env::var_os("BASELINER_WEBHOOK_SECRET").filter(|s| !s.is_empty()) {
         return Ok(Some(s.into_encoded_bytes()));
@@ -397,8 +417,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         kernel: serde_json::Value::Null,
         alerts: Default::default(),
         enforcement: Default::default(),
+        ring: Default::default(),
     }));
-    let control = Control::new(recorder.clone(), Some(runtime.clone()));
+    let (alert_stream, _) = tokio::sync::broadcast::channel(ALERT_STREAM_BACKLOG);
+    let control = Arc::new(
+        Control::new(recorder.clone(), Some(runtime.clone()))
+            .with_alert_stream(alert_stream.clone()),
+    );
+    let tcp_tls = match (&config.api.tls_cert, &config.api.tls_key) {
+        (Some(cert), Some(key)) => Some(api::serve::tls_config(&api::serve::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })?),
+        _ => None,
+    };
     let alerts_out = open_output(
         args.alerts_jsonl.as_ref().or(config.alerts.jsonl.as_ref()),
         "alert output",
@@ -409,7 +441,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .or(config.alerts.falco_jsonl.as_ref()),
         "Falco output",
     )?;
-    let mut alerter = Alerter::new(alerts_out);
+    let mut alerter = Alerter::new(alerts_out).with_stream(alert_stream);
     if !config.respond.rules.is_empty() {
         tracing::info!(
             rules = config.respond.rules.len(),
@@ -469,17 +501,43 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()?;
     let result = rt.block_on(async {
         let api = api::serve::ApiSocket::bind(&socket).await?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(api.serve(api::app(Arc::new(control)), async {
-            let _ = stopped.await;
-        }));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let stop_signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let server =
+            tokio::spawn(api.serve(api::app(control.clone()), stop_signal(stopped.clone())));
+        let tcp = match config.api.listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot serve the API on {addr}"))?;
+                let auth = api::auth::Auth::Tokens(Arc::new(config.api.tokens.clone()));
+                let app = api::app_with(control.clone(), auth);
+                tracing::info!(%addr, tls = tcp_tls.is_some(), tokens = config.api.tokens.len(),
+                    "serving the API on TCP");
+                Some(tokio::spawn(api::serve::serve_tcp(
+                    listener,
+                    tcp_tls.clone(),
+                    app,
+                    stop_signal(stopped.clone()),
+                )))
+            }
+            None => None,
+        };
         let r = drive(&opts, duration, &mut learner).await;
         // A final flush, whatever the interval.
         learner.last_flush = Instant::now() - learner.interval;
         let r = learner.tick().and(r);
-        let _ = stop.send(());
-        if let Ok(Err(e)) = server.await {
-            tracing::warn!(error = %e, "API server stopped with an error");
+        let _ = stop.send(true);
+        for server in std::iter::once(server).chain(tcp) {
+            // Open live streams would hold a graceful shutdown forever: give calls in flight a
+            // moment, then drop the rest with the runtime.
+            match tokio::time::timeout(API_SHUTDOWN_GRACE, server).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server stopped with an error"),
+                Err(_) => tracing::debug!("API connections still open at shutdown: dropped"),
+                _ => {}
+            }
         }
         r
     });

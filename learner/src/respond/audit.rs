@@ -17,9 +17,20 @@ pub fn record(store: &Store, alert: &Alert, action: &ActionTaken) -> Result<(), 
         alert_key: alert.key.clone(),
         alert_summary: alert.summary.clone(),
     };
-    // Time first, then the alert: one alert's actions at one instant keep their order.
-    let key = format!("{:020}-{}-{}", action.at_ns, alert.key, action.action);
-    store.put_json(AUDIT_TREE, key.as_bytes(), &rec)
+    append(store, &rec)
+}
+
+/// Appends `rec` to the audit log (durable with the next flush).
+pub fn append(store: &Store, rec: &AuditRecord) -> Result<(), StoreError> {
+    // Time first, then the alert or workload: one alert's actions at one instant keep their
+    // order.
+    let about = if rec.alert_key.is_empty() {
+        &rec.workload
+    } else {
+        &rec.alert_key
+    };
+    let key = format!("{:020}-{about}-{}", rec.action.at_ns, rec.action.action);
+    store.put_json(AUDIT_TREE, key.as_bytes(), rec)
 }
 
 /// Every audit record, oldest first.

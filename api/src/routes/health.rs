@@ -1,0 +1,295 @@
+//! Operations: `/healthz`, `/readyz`, Prometheus `/metrics`, and where the OpenAPI document is.
+
+use std::fmt::Write as _;
+
+use axum::{
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use profiles::mode::Mode;
+
+use super::AgentRef;
+use crate::{Agent, ApiError, summary};
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/v1/openapi.json";
+
+/// True for the paths anyone may call without a token.
+pub fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz") || path == OPENAPI_PATH
+}
+
+/// The OpenAPI description of the document's own route.
+pub fn openapi_path_item() -> utoipa::openapi::PathItem {
+    use utoipa::openapi::{
+        HttpMethod, PathItem, ResponseBuilder, path::OperationBuilder, response::ResponsesBuilder,
+    };
+    let op = OperationBuilder::new()
+        .operation_id(Some("openapi"))
+        .summary(Some("This OpenAPI 3.1 document"))
+        .responses(
+            ResponsesBuilder::new()
+                .response("200", ResponseBuilder::new().description("The document"))
+                .build(),
+        )
+        .build();
+    PathItem::new(HttpMethod::Get, op)
+}
+
+/// Liveness: the agent answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The agent answers", body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the agent's store answers (and, for a running agent, its capture is running).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready", body = String),
+              (status = 503, description = "Not ready, with the reason")))]
+pub async fn readyz(State(agent): AgentRef) -> Response {
+    match agent.profile_keys() {
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}", e.detail),
+        )
+        .into_response(),
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String)))]
+pub async fn metrics(State(agent): AgentRef) -> Result<Response, ApiError> {
+    let text = render(agent.as_ref())?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// A Prometheus text exposition being written.
+struct Exposition(String);
+
+impl Exposition {
+    /// Starts a metric family.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One sample; `labels` are `(name, value)` pairs.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(self.0, "{k}=\"{v}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    /// A family with one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// The metrics of `agent`.
+pub fn render(agent: &dyn Agent) -> Result<String, ApiError> {
+    let mut m = Exposition(String::new());
+    let workloads = summary::workloads(agent)?;
+    m.family("baseliner_workloads", "gauge", "Known workloads by mode.");
+    for mode in Mode::ALL {
+        let n = workloads.iter().filter(|w| w.mode == mode).count();
+        m.sample("baseliner_workloads", &[("mode", mode.as_str())], n as f64);
+    }
+    let alerts = agent.alerts()?;
+    m.family(
+        "baseliner_alerts",
+        "gauge",
+        "Stored alerts (one per deviation) by severity.",
+    );
+    for sev in scorer::alert::Severity::ALL {
+        let n = alerts.iter().filter(|a| a.severity == sev).count();
+        m.sample("baseliner_alerts", &[("severity", sev.as_str())], n as f64);
+    }
+    let unacked = alerts.iter().filter(|a| a.ack.is_none()).count();
+    m.single(
+        "baseliner_alerts_unacknowledged",
+        "gauge",
+        "Stored alerts nobody acknowledged yet.",
+        unacked as f64,
+    );
+    let pending = agent
+        .reviews(None, Some(profiles::review::State::Pending))?
+        .len();
+    m.single(
+        "baseliner_reviews_pending",
+        "gauge",
+        "Proposed allow-list entries waiting for a reviewer.",
+        pending as f64,
+    );
+    if let Some(rt) = agent.runtime() {
+        runtime(&mut m, &rt);
+        process(&mut m);
+    }
+    Ok(m.0)
+}
+
+/// The running agent's counters.
+fn runtime(m: &mut Exposition, rt: &crate::AgentRuntime) {
+    if let Some(kinds) = rt.kernel.as_object() {
+        for (counter, help) in [
+            (
+                "seen",
+                "Events of monitored cgroups that reached the kernel programs.",
+            ),
+            ("emitted", "Events the kernel wrote to the ring buffer."),
+            (
+                "deduplicated",
+                "Identical repeats the kernel counted and did not send.",
+            ),
+            ("dropped", "Events lost because the ring buffer was full."),
+        ] {
+            let name = format!("baseliner_kernel_events_{counter}_total");
+            m.family(&name, "counter", help);
+            for (kind, stats) in kinds.iter().filter(|(k, _)| k.as_str() != "total") {
+                let v = stats.get(counter).and_then(|v| v.as_f64()).unwrap_or(0.0);
+                m.sample(&name, &[("kind", kind)], v);
+            }
+        }
+    }
+    m.single(
+        "baseliner_ring_pending_bytes",
+        "gauge",
+        "Bytes written to the ring buffer and not yet read, at the last read.",
+        rt.ring.pending_bytes as f64,
+    );
+    m.single(
+        "baseliner_ring_capacity_bytes",
+        "gauge",
+        "Size of the ring buffer.",
+        rt.ring.capacity_bytes as f64,
+    );
+    m.single(
+        "baseliner_events_recorded_total",
+        "counter",
+        "Events recorded into profiles.",
+        rt.recorded as f64,
+    );
+    let a = &rt.alerts;
+    for (name, help, v) in [
+        (
+            "baseliner_events_scored_total",
+            "Events of alerting workloads scored.",
+            a.scored,
+        ),
+        (
+            "baseliner_alerts_raised_total",
+            "New alerts raised.",
+            a.raised,
+        ),
+        (
+            "baseliner_alert_repeats_total",
+            "Repeats counted on alerts already raised.",
+            a.repeats,
+        ),
+        (
+            "baseliner_deliveries_total",
+            "Alert deliveries a receiver took.",
+            a.delivered,
+        ),
+        (
+            "baseliner_delivery_failures_total",
+            "Failed alert delivery attempts.",
+            a.failed,
+        ),
+    ] {
+        m.single(name, "counter", help, v as f64);
+    }
+    m.single(
+        "baseliner_outbox_depth",
+        "gauge",
+        "Alerts waiting in the outbox for delivery.",
+        a.pending as f64,
+    );
+    let e = &rt.enforcement;
+    m.single(
+        "baseliner_exec_killed_total",
+        "counter",
+        "Execs the kernel killed in enforce mode.",
+        e.kernel.exec_killed as f64,
+    );
+    m.single(
+        "baseliner_connect_denied_total",
+        "counter",
+        "Connects the kernel refused in enforce mode.",
+        e.kernel.connect_denied as f64,
+    );
+    m.single(
+        "baseliner_canary_failures_total",
+        "counter",
+        "Enforcement canary runs that failed.",
+        e.canary_failures as f64,
+    );
+    m.single(
+        "baseliner_start_time_seconds",
+        "gauge",
+        "When the agent started, Unix time.",
+        rt.started_ns as f64 / 1e9,
+    );
+}
+
+/// This process's CPU time and resident memory.
+fn process(m: &mut Exposition) {
+    let Some((cpu_s, rss)) = self_usage() else {
+        return;
+    };
+    m.single(
+        "baseliner_process_cpu_seconds_total",
+        "counter",
+        "CPU time of the agent (user and system).",
+        cpu_s,
+    );
+    m.single(
+        "baseliner_process_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the agent.",
+        rss as f64,
+    );
+}
+
+/// CPU seconds and resident bytes of this process, from /proc.
+pub fn self_usage() -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let (hz, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    Some((ticks as f64 / hz.max(1) as f64, pages * page.max(1) as u64))
+}
