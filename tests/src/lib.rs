@@ -385,13 +385,29 @@ pub fn free_port() -> u16 {
 /// A plain HTTP/1.0 GET of `path` on 127.0.0.1:`port`: the status code and body, or `None`
 /// when nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_call(port, "GET", path, None, None)
+}
+
+/// A plain HTTP/1.0 request on 127.0.0.1:`port`, with a bearer `token` and a JSON `body` when
+/// given: the status code and body, or `None` when nothing answers.
+pub fn http_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .ok()?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let body = body.unwrap_or("");
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n{auth}\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut raw = Vec::new();
@@ -489,5 +505,39 @@ pub fn wait_alert(alerts: &Path, needle: &str) -> serde_json::Value {
             "no alert about {needle}: {text}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Writes an executable script that creates `marker` when it runs.
+pub fn marker_program(path: &Path, marker: &Path) {
+    std::fs::write(path, format!("#!/bin/bash\n: > {}\n", marker.display())).unwrap();
+    std::fs::set_permissions(
+        path,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+}
+
+/// Waits until `baseliner status` reports the workload enforcing (or not), at most 3 s.
+pub fn wait_enforcing(store: &Path, workload: &str, enforcing: bool) {
+    let started = std::time::Instant::now();
+    loop {
+        let out = run_cli_ok(store, &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let list = status["agent"]["enforcement"]["workloads"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let found = list
+            .iter()
+            .any(|w| w["workload"] == workload && w["state"] == "enforcing");
+        if found == enforcing {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "enforcement of {workload} never became {enforcing}: {status:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

@@ -8,26 +8,20 @@
 //! next agent takes over from the dead one's programs.
 
 use std::{
-    os::unix::{fs::PermissionsExt, process::ExitStatusExt},
+    os::unix::process::ExitStatusExt,
     path::Path,
     process::Output,
     time::{Duration, Instant},
 };
 
 use baseliner_tests::{
-    LearnAgent, TestCgroup, live_enabled, loopback_listener, run_cli_ok, set_mode, wait_alert,
-    write_miner,
+    LearnAgent, TestCgroup, live_enabled, loopback_listener, marker_program, run_cli_ok, set_mode,
+    wait_alert, wait_enforcing, write_miner,
 };
 
 /// One test at a time: enforcement programs are pinned under one bpffs directory, and an agent
 /// that stops cleanly with nothing enforced removes the pins there.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Writes an executable script that creates `marker` when it runs.
-fn marker_program(path: &Path, marker: &Path) {
-    std::fs::write(path, format!("#!/bin/bash\n: > {}\n", marker.display())).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 /// bash in the workload opening a TCP connection to 127.0.0.1:`port`.
 fn connect_in(cg: &TestCgroup, port: u16) -> Output {
@@ -38,30 +32,6 @@ fn connect_in(cg: &TestCgroup, port: u16) -> Output {
         ))
         .output()
         .unwrap()
-}
-
-/// Waits until `baseliner status` reports the workload enforcing (or not), at most 3 s.
-fn wait_enforcing(store: &Path, workload: &str, enforcing: bool) {
-    let started = Instant::now();
-    loop {
-        let out = run_cli_ok(store, &["status", "--json"]);
-        let status: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        let list = status["agent"]["enforcement"]["workloads"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let found = list
-            .iter()
-            .any(|w| w["workload"] == workload && w["state"] == "enforcing");
-        if found == enforcing {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "enforcement of {workload} never became {enforcing}: {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -56,23 +56,26 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         }
         for r in &records {
             let a = &r.action;
+            let cause = if r.alert_key.is_empty() {
+                String::new()
+            } else {
+                format!(" (alert {}: {})", r.alert_key, r.alert_summary)
+            };
             println!(
-                "{} {} {} {} on {}: {} (alert {}: {})",
+                "{} {} {} {} on {}: {}{cause}",
                 when(a.at_ns),
                 r.actor,
                 a.action,
                 r.workload,
                 a.target,
                 a.outcome,
-                r.alert_key,
-                r.alert_summary
             );
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-fn when(ns: u64) -> String {
+pub(super) fn when(ns: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns))
         .to_string()
 }

@@ -8,9 +8,11 @@ mod eval;
 mod mode;
 mod profile;
 mod replay;
+mod review;
 mod run;
 mod session;
 mod status;
+mod token;
 
 use std::process::ExitCode;
 
@@ -41,8 +43,12 @@ enum Command {
     Mode(mode::Args),
     /// Stored alerts, most recent first.
     Alerts(alerts::Args),
-    /// The audit log: responses the agent took, with the alerts that caused them.
+    /// The audit log: responses the agent took and changes made through the API.
     Audit(alerts::AuditArgs),
+    /// The review queue: proposed allow-list entries to approve or reject.
+    Review(review::Args),
+    /// Make an API token and print the configuration entry that admits it.
+    Token(token::Args),
     /// Score a recorded trace offline against an exported profile.
     Replay(replay::Args),
     /// Detection quality on a recorded dataset: learn, hold back, attack.
@@ -83,6 +89,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mode(a) => mode::run(a),
         Command::Alerts(a) => alerts::run(a),
         Command::Audit(a) => alerts::audit(a),
+        Command::Review(a) => review::run(a),
+        Command::Token(a) => token::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Canary { port } => learner::enforce::canary::probe(port),
