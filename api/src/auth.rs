@@ -152,11 +152,13 @@ impl Auth {
         let header = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
             unauthorized("this API needs a bearer token (Authorization: Bearer …)")
         })?;
+        // The scheme is case-insensitive (RFC 9110, section 11.1).
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <token>`"))?;
         let digest = Sha256::digest(token.as_bytes());

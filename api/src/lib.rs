@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod report;
 mod routes;
 pub mod serve;
 pub mod state;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
+pub use axum::http::StatusCode;
 pub use error::ApiError;
 pub use routes::{
     profiles::{Imported, ProfileView},

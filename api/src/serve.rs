@@ -242,3 +242,95 @@ pub async fn serve_tcp(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
+
+    use super::*;
+
+    /// A self-signed certificate for `localhost`, written as PEM files in `dir`.
+    fn self_signed(dir: &Path) -> (TlsFiles, rcgen::CertifiedKey) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let files = TlsFiles {
+            cert: dir.join("api.crt"),
+            key: dir.join("api.key"),
+        };
+        std::fs::File::create(&files.cert)
+            .and_then(|mut f| f.write_all(ck.cert.pem().as_bytes()))
+            .unwrap();
+        std::fs::File::create(&files.key)
+            .and_then(|mut f| f.write_all(ck.key_pair.serialize_pem().as_bytes()))
+            .unwrap();
+        (files, ck)
+    }
+
+    #[tokio::test]
+    async fn serves_https_with_the_configured_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, ck) = self_signed(dir.path());
+        let config = tls_config(&files).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_tcp(listener, Some(config), app, async {
+            let _ = stopped.await;
+        }));
+
+        // A client that trusts only this certificate.
+        let mut roots = RootCertStore::empty();
+        roots.add(ck.cert.der().clone()).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tls.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("ok\n"), "{answer}");
+
+        // Plain HTTP on the TLS port gets no answer: the handshake fails.
+        let mut plain = TcpStream::connect(addr).await.unwrap();
+        plain
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = plain.read_to_end(&mut buf).await;
+        assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn unusable_tls_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut files, _) = self_signed(dir.path());
+        files.key = dir.path().join("missing.key");
+        let err = tls_config(&files).unwrap_err().to_string();
+        assert!(err.contains("missing.key"), "{err}");
+        std::fs::write(dir.path().join("empty.crt"), "").unwrap();
+        let (good, _) = self_signed(dir.path());
+        let err = tls_config(&TlsFiles {
+            cert: dir.path().join("empty.crt"),
+            key: good.key,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no certificate"), "{err}");
+    }
+}

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use profiles::{
+    evidence::{EvidenceQuery, EvidenceStats},
     mode::Mode,
     rates::RateSamples,
     review,
@@ -54,6 +55,10 @@ pub struct AgentRuntime {
     /// The ring buffer's fill.
     #[serde(default)]
     pub ring: RingUse,
+    /// The Elasticsearch export of the evidence, when configured (its counters: `sent`,
+    /// `duplicates`, `rejected`, `failed_attempts`, `last_error`, `cursor`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elasticsearch: Option<serde_json::Value>,
 }
 
 /// How full the kernel's ring buffer is.
@@ -275,6 +280,21 @@ pub trait Agent: Send + Sync + 'static {
     /// Approvals in effect, oldest first.
     fn approvals(&self, _workload: Option<&str>) -> Result<Vec<review::Approval>, ApiError> {
         Ok(Vec::new())
+    }
+    /// Events kept in the evidence store that match `query`, oldest first.
+    fn events(&self, _query: &EvidenceQuery) -> Result<Vec<profiles::Event>, ApiError> {
+        Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "this agent keeps no evidence store",
+        ))
+    }
+    /// What the evidence store holds, if there is one.
+    fn evidence_stats(&self) -> Result<Option<EvidenceStats>, ApiError> {
+        Ok(None)
+    }
+    /// Cardholder-data path patterns of the PCI-DSS access report.
+    fn pci_paths(&self) -> Vec<String> {
+        Vec::new()
     }
     /// Now, in Unix-epoch nanoseconds.
     fn now_ns(&self) -> u64 {

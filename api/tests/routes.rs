@@ -7,110 +7,17 @@ use std::sync::Arc;
 use api::{
     Imported, MAX_BODY_BYTES, ModeEntry, ProfileView,
     client::{Client, ClientError},
-    error::Problem,
     summary::{ModeChange, ModeSource, ProfileListing, StatusReport, WorkloadSummary},
     workload_segment,
 };
 use axum::{
     Router,
-    body::{Body, Bytes},
-    http::{HeaderMap, Method, Request, StatusCode, header},
+    body::Body,
+    http::{Method, StatusCode, header},
 };
 use common::*;
-use http_body_util::BodyExt as _;
 use profiles::{learning::Status, mode::Mode, store::StoredProfile};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn decode<T: serde::de::DeserializeOwned>(&self) -> T {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).unwrap()
-    }
-
-    fn content_type(&self) -> &str {
-        self.headers
-            .get(header::CONTENT_TYPE)
-            .map_or("", |v| v.to_str().unwrap())
-    }
-
-    /// Asserts a success with content type `ct`.
-    fn ok(self, ct: &str) -> Answer {
-        assert_eq!(self.status, StatusCode::OK, "{}", self.text());
-        assert_eq!(self.content_type(), ct);
-        self
-    }
-
-    /// Asserts an RFC 9457 problem with `status`; returns its detail.
-    fn problem(&self, status: StatusCode) -> String {
-        assert_eq!(
-            self.status,
-            status,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
-        assert_eq!(self.content_type(), "application/problem+json");
-        let p: Problem = self.decode();
-        assert_eq!(p.kind, "about:blank");
-        assert_eq!(p.status, status.as_u16());
-        assert_eq!(p.title, status.canonical_reason().unwrap());
-        assert!(!p.detail.is_empty());
-        p.detail
-    }
-}
-
-async fn send(app: &Router, method: Method, uri: &str, body: impl Into<Body>) -> Answer {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(body.into())
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn get(app: &Router, uri: &str) -> Answer {
-    send(app, Method::GET, uri, Body::empty()).await
-}
-
-async fn put_mode(app: &Router, workload: &str, body: &str) -> Answer {
-    let uri = format!("/v1/workloads/{}/mode", workload_segment(workload));
-    send(app, Method::PUT, &uri, body.to_string()).await
-}
-
-async fn import(app: &Router, body: impl Into<Body>) -> Answer {
-    send(app, Method::POST, "/v1/profiles/import", body).await
-}
-
-fn setup() -> (Arc<Fake>, Router) {
-    let fake = Arc::new(Fake::new());
-    let app = app(&fake);
-    (fake, app)
-}
-
-const JSON: &str = "application/json";
 
 // ---------------------------------------------------------------- status and workloads
 
@@ -493,10 +400,6 @@ async fn profiles_lists_every_revision_with_progress() {
     assert!(v[1].get("summary").is_none());
 }
 
-fn profile_uri(workload: &str, rest: &str) -> String {
-    format!("/v1/workloads/{}/{rest}", workload_segment(workload))
-}
-
 #[tokio::test]
 async fn a_profile_defaults_to_the_latest_revision() {
     let (fake, app) = setup();
@@ -656,12 +559,6 @@ async fn export_in_an_unknown_format_is_400() {
 }
 
 // ---------------------------------------------------------------- import
-
-async fn export_text(app: &Router, workload: &str, query: &str) -> String {
-    let a = get(app, &profile_uri(workload, &format!("export{query}"))).await;
-    assert_eq!(a.status, StatusCode::OK);
-    a.text().to_string()
-}
 
 #[tokio::test]
 async fn an_export_round_trips_through_import() {
@@ -957,59 +854,4 @@ async fn the_local_client_reports_api_errors() {
     // An answer of the wrong shape is a decode error.
     let err = client.get::<Vec<u32>>("/v1/status").await.unwrap_err();
     assert!(matches!(err, ClientError::Decode(_)), "{err:?}");
-}
-
-// ---------------------------------------------------------------- alerts
-
-fn alert(workload: &str, path: &str, last_s: u64) -> scorer::alert::Alert {
-    let event: profiles::Event = serde_json::from_value(serde_json::json!({
-        "schema": 1, "ts_ns": last_s * S,
-        "workload": {"id": workload, "cgroup_id": 7, "cgroup": workload},
-        "pid": 1, "tid": 1, "ppid": 0, "uid": 0, "gid": 0, "comm": "x", "exe": path,
-        "kind": "exec", "filename": path, "argv": [path], "argv_truncated": false,
-    }))
-    .unwrap();
-    scorer::score::Scorer::default()
-        .score(
-            &event,
-            &profiles::model::Profile::default(),
-            &mut Default::default(),
-        )
-        .expect("a miner name alone raises an alert")
-}
-
-#[tokio::test]
-async fn alerts_are_listed_newest_first_and_filtered() {
-    let (fake, app) = setup();
-    fake.alerts.lock().unwrap().extend([
-        alert(NGINX, "/tmp/xmrig", 100),
-        alert(DB, "/tmp/minerd", 200),
-        alert(NGINX, "/usr/local/bin/cpuminer", 300),
-    ]);
-    let all: Vec<scorer::alert::Alert> = get(&app, "/v1/alerts").await.ok(JSON).decode();
-    let order: Vec<u64> = all.iter().map(|a| a.last_ns / S).collect();
-    assert_eq!(order, [300, 200, 100]);
-    let nginx: Vec<scorer::alert::Alert> = get(
-        &app,
-        &format!("/v1/alerts?workload={}", workload_segment(NGINX)),
-    )
-    .await
-    .ok(JSON)
-    .decode();
-    assert_eq!(nginx.len(), 2);
-    assert!(nginx.iter().all(|a| a.workload == NGINX));
-    let one: Vec<scorer::alert::Alert> = get(&app, "/v1/alerts?limit=1").await.ok(JSON).decode();
-    assert_eq!(one.len(), 1);
-    let detail = get(&app, "/v1/alerts?severity=urgent")
-        .await
-        .problem(StatusCode::BAD_REQUEST);
-    assert!(detail.contains("urgent"), "{detail}");
-    let none: Vec<scorer::alert::Alert> = get(&app, "/v1/alerts?severity=critical")
-        .await
-        .ok(JSON)
-        .decode();
-    assert!(
-        none.iter()
-            .all(|a| a.severity == scorer::alert::Severity::Critical)
-    );
 }

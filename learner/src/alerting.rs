@@ -194,6 +194,17 @@ impl Alerter {
         list: Option<&AllowList>,
     ) -> Result<Vec<Alert>> {
         recorder.redact(&mut event);
+        self.handle_redacted(event, recorder, mode, list)
+    }
+
+    /// [`Alerter::handle`] for an event already passed through [`Recorder::redact`].
+    pub fn handle_redacted(
+        &mut self,
+        event: Event,
+        recorder: &mut Recorder,
+        mode: Mode,
+        list: Option<&AllowList>,
+    ) -> Result<Vec<Alert>> {
         let (profile, model) = self.baseline(&event.workload.id, recorder)?;
         let state = match self.states.get_mut(&event.workload.id) {
             Some(s) => s,

@@ -102,7 +102,8 @@ impl Capture {
         // Read /proc only now: a process that execs from here on is seen live, so none falls in
         // between (one that execs during the scan may be reported twice).
         let attached = running::boot_ns_now();
-        let reader = RingReader::new(probes.take_ring()?).context("watching the ring buffer")?;
+        let (ring, ring_bytes) = probes.take_ring()?;
+        let reader = RingReader::new(ring, ring_bytes).context("watching the ring buffer")?;
         let watched = (!roots.is_empty()).then_some(&monitored);
         let existing =
             running::existing_events(&mut enricher, Path::new("/proc"), watched, attached)
@@ -248,6 +249,15 @@ impl Capture {
     /// Records read from the ring so far.
     pub fn received(&self) -> u64 {
         self.reader.received
+    }
+
+    /// How full the ring buffer is.
+    pub fn ring_use(&self) -> api::RingUse {
+        api::RingUse {
+            capacity_bytes: self.reader.capacity_bytes,
+            pending_bytes: self.reader.pending_bytes,
+            max_pending_bytes: self.reader.max_pending_bytes,
+        }
     }
 
     /// The kernel's counters.

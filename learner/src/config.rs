@@ -34,6 +34,16 @@
 //! max_size = "512MiB"         # and the oldest beyond this much disk
 //! pci_paths = ["/srv/cardholder/**"]  # cardholder-data paths of the PCI-DSS access report
 //!
+//! [evidence]                  # events kept for investigation and reports
+//! max_age = "7d"              # drop events older than this
+//! max_size = "512MiB"         # and the oldest beyond this much disk
+//! pci_paths = ["/srv/cardholder/**"]  # cardholder-data paths of the PCI-DSS access report
+//!
+//! [elasticsearch]             # also send the evidence to Elasticsearch (`_bulk` API)
+//! url = "https://127.0.0.1:9200"
+//! index_prefix = "baseliner-events"   # daily indices baseliner-events-YYYY.MM.DD
+//! api_key = "..."             # or username + password
+//!
 //! [respond]                   # automated responses to new alerts (none by default)
 //! max_per_minute = 20         # actions a minute at most, all workloads together
 //! protected_cgroups = ["/system.slice/sshd.service"]  # never acted on (sub-cgroups too)
@@ -67,6 +77,105 @@ pub struct Config {
     pub respond: crate::respond::RespondConfig,
     /// The HTTP API on TCP.
     pub api: ApiConfig,
+    /// The evidence store.
+    pub evidence: EvidenceConfig,
+    /// Export the evidence to Elasticsearch.
+    pub elasticsearch: Option<crate::delivery::elasticsearch::ElasticConfig>,
+}
+
+/// `[evidence]`: every event kept for investigation and reports, within an age and a size.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceConfig {
+    /// Keep events at all (default true).
+    pub enabled: bool,
+    /// Drop events older than this ("7d").
+    #[serde(with = "opt_duration")]
+    pub max_age: Option<Duration>,
+    /// Drop the oldest events beyond this much stored data ("512MiB", "2GB", bytes).
+    #[serde(deserialize_with = "de_opt_size")]
+    pub max_size: Option<u64>,
+    /// Cardholder-data path patterns of the PCI-DSS access report (`/srv/pan/**`).
+    pub pci_paths: Vec<String>,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            enabled: true,
+            max_age: None,
+            max_size: None,
+            pci_paths: Vec::new(),
+        }
+    }
+}
+
+impl EvidenceConfig {
+    /// The evidence store's retention: what is set here over its defaults.
+    pub fn retention(&self) -> profiles::evidence::RetentionConfig {
+        let d = profiles::evidence::RetentionConfig::default();
+        profiles::evidence::RetentionConfig {
+            max_age: self.max_age.unwrap_or(d.max_age),
+            max_bytes: self.max_size.unwrap_or(d.max_bytes),
+            ..d
+        }
+    }
+
+    /// Checks the PCI path patterns: absolute, non-empty.
+    pub fn validate(&self) -> Result<(), String> {
+        for p in &self.pci_paths {
+            if !p.starts_with('/') {
+                return Err(format!(
+                    "[evidence]: pci_paths entry {p:?} is not an absolute path pattern"
+                ));
+            }
+        }
+        if self.max_size == Some(0) {
+            return Err("[evidence]: max_size must be above 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// A byte count: a number, or a string with a unit (`"5MiB"`, `"512 KiB"`, `"1MB"`, `"800B"`).
+pub(crate) fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Number(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Number(n) => Ok(n),
+        Size::Text(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses `"5MiB"`, `"512 KiB"`, `"1MB"`, `"800"`, `"800B"`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (expected e.g. \"5MiB\" or a number of bytes)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(format!("invalid size {s:?}: unknown unit {unit:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
+}
+
+/// An optional byte count (see [`de_size`]); absent is `None` through `#[serde(default)]`.
+fn de_opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_size(d).map(Some)
 }
 
 /// `[api]`: the HTTP API on TCP, with bearer-token roles.
@@ -228,6 +337,10 @@ impl Config {
         profiles::redact::Redactor::new(&c.redact).map_err(|e| e.to_string())?;
         c.respond.validate()?;
         c.api.validate()?;
+        c.evidence.validate()?;
+        if let Some(e) = &c.elasticsearch {
+            e.validate()?;
+        }
         Ok(c)
     }
 }
@@ -318,6 +431,29 @@ mod tests {
                 "64 hex digits",
             ),
             ("[api]\ntls_cert = \"/x.pem\"", "go together"),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn evidence_settings_parse() {
+        let c = Config::parse(
+            "[evidence]\nmax_age = \"2d\"\nmax_size = \"64MiB\"\npci_paths = [\"/srv/pan/**\"]\n",
+        )
+        .unwrap();
+        let r = c.evidence.retention();
+        assert_eq!(r.max_age, Duration::from_secs(2 * 86400));
+        assert_eq!(r.max_bytes, 64 << 20);
+        assert_eq!(c.evidence.pci_paths, ["/srv/pan/**"]);
+        assert!(c.evidence.enabled);
+        assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        for (text, needle) in [
+            ("[evidence]\nmax_size = \"lots\"", "invalid size"),
+            ("[evidence]\nmax_size = \"5XB\"", "unknown unit"),
+            ("[evidence]\npci_paths = [\"pan/*\"]", "not an absolute"),
         ] {
             let err = Config::parse(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");

@@ -10,6 +10,7 @@ use std::{
 
 use api::{Agent, AgentRuntime, ApiError, Settings};
 use profiles::{
+    evidence::{EvidenceQuery, EvidenceStats, EvidenceStore},
     mode::Mode,
     rates::RateSamples,
     review,
@@ -29,7 +30,12 @@ pub struct Control {
     runtime: Option<Arc<Mutex<AgentRuntime>>>,
     cgroup_mount: Option<PathBuf>,
     alerts: Option<AlertStream>,
+    evidence: Option<SharedEvidence>,
+    pci_paths: Vec<String>,
 }
+
+/// The evidence store as shared by the event loop (which appends) and the API (which reads).
+pub type SharedEvidence = Arc<Mutex<EvidenceStore>>;
 
 /// The sending side of the live alert stream.
 pub type AlertStream = tokio::sync::broadcast::Sender<Alert>;
@@ -46,7 +52,23 @@ impl Control {
             runtime,
             cgroup_mount: crate::attribution::cgroup::cgroup2_mount().ok(),
             alerts: None,
+            evidence: None,
+            pci_paths: Vec::new(),
         }
+    }
+
+    /// Answers evidence queries from `evidence`; `pci_paths` are the cardholder-data path
+    /// patterns of the PCI-DSS report.
+    pub fn with_evidence(mut self, evidence: SharedEvidence, pci_paths: Vec<String>) -> Control {
+        self.evidence = Some(evidence);
+        self.pci_paths = pci_paths;
+        self
+    }
+
+    fn evidence(&self) -> Option<MutexGuard<'_, EvidenceStore>> {
+        self.evidence
+            .as_ref()
+            .map(|e| e.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Streams the alerts sent on `tx` to API clients.
@@ -222,6 +244,24 @@ impl Agent for Control {
 
     fn approvals(&self, workload: Option<&str>) -> Result<Vec<review::Approval>, ApiError> {
         Ok(review::approvals(self.recorder().store(), workload)?)
+    }
+
+    fn events(&self, query: &EvidenceQuery) -> Result<Vec<profiles::Event>, ApiError> {
+        match self.evidence() {
+            Some(e) => Ok(e.query(query)?),
+            None => Err(ApiError::new(
+                api::StatusCode::SERVICE_UNAVAILABLE,
+                "the evidence store is off ([evidence] enabled = false)",
+            )),
+        }
+    }
+
+    fn evidence_stats(&self) -> Result<Option<EvidenceStats>, ApiError> {
+        Ok(self.evidence().map(|e| e.stats()).transpose()?)
+    }
+
+    fn pci_paths(&self) -> Vec<String> {
+        self.pci_paths.clone()
     }
 
     fn subscribe_alerts(&self) -> Option<tokio::sync::broadcast::Receiver<Alert>> {

@@ -327,12 +327,17 @@ impl Recorder {
     /// Records one event of a workload the caller knows is learning (its mode already looked
     /// up). Returns whether it was recorded.
     pub fn learn(&mut self, mut event: Event) -> Result<bool> {
+        self.redact(&mut event);
+        self.learn_redacted(event)
+    }
+
+    /// [`Recorder::learn`] for an event already passed through [`Recorder::redact`].
+    pub fn learn_redacted(&mut self, mut event: Event) -> Result<bool> {
         if event.existing {
             // Found running at start-up: its timestamp is the process's start, possibly days
             // ago. It is observed now, and that is when learning it begins.
             event.ts_ns = event.ts_ns.max(now_ns());
         }
-        self.redact(&mut event);
         self.note_revision(&event)?;
         let w = event.workload.id.as_str();
         let revision = self.revisions.get(w).map_or("", |r| r.current.as_str());

@@ -28,6 +28,7 @@ pub const EXPORT_SCHEMA: u32 = 1;
 
 /// One exported profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProfileExport {
     /// Format version ([`EXPORT_SCHEMA`] when written by this build).
     pub schema: u32,

@@ -6,6 +6,7 @@ pub mod bound;
 pub mod codec;
 pub mod diff;
 pub mod event;
+pub mod evidence;
 pub mod export;
 pub mod generalize;
 pub mod learning;

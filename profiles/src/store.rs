@@ -366,6 +366,12 @@ impl Store {
         Ok(out)
     }
 
+    /// The sled tree `name` (created when missing), for layers that keep their own binary
+    /// records, such as [`crate::evidence`]; durable after the next flush.
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
     /// When the agent last showed it was alive (Unix-epoch nanoseconds), if ever.
     pub fn last_alive_ns(&self) -> Result<Option<u64>, StoreError> {
         Ok(self.meta.get(LAST_ALIVE)?.and_then(|v| {

@@ -266,6 +266,71 @@ fn a_reviewer_approves_a_new_program_over_http_and_it_stops_alerting_and_runs_in
             .any(|r| r["actor"] == actor && r["action"]["action"] == action)
     };
     assert!(by("approve", "alice") && by("set-mode", "ops"), "{audit:#}");
+
+    // The evidence store kept the runs, blocked one included; the audit report and the metrics
+    // say what happened.
+    let seg = api::workload_segment(&w);
+    let events = call(
+        port,
+        "GET",
+        &format!("/v1/events?workload={seg}&kind=exec"),
+        VIEWER,
+        None,
+        200,
+    );
+    let runs = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["filename"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("/tool2.sh"))
+        })
+        .count();
+    assert!(runs >= 2, "the killed run and the allowed one: {events:#}");
+    let report = call(
+        port,
+        "GET",
+        &format!("/v1/reports/audit?workload={seg}"),
+        VIEWER,
+        None,
+        200,
+    );
+    assert!(
+        report["approvals"].as_array().unwrap().len() >= 2
+            && report["mode_changes"].as_array().unwrap().len() == 2,
+        "{report:#}"
+    );
+    let (code, page) = http_call(
+        port,
+        "GET",
+        &format!("/v1/reports/audit?workload={seg}&format=html"),
+        Some(VIEWER),
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("<h2>Approved entries</h2>") && page.contains("alice"),
+        "{page}"
+    );
+    let (code, metrics) = http_call(port, "GET", "/metrics", Some(VIEWER), None).unwrap();
+    assert_eq!(code, 200);
+    for needle in [
+        "baseliner_workloads{mode=\"enforce\"} 1",
+        "baseliner_reviews_pending",
+        "baseliner_kernel_events_seen_total{kind=\"exec\"}",
+        "baseliner_process_resident_memory_bytes",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing: {metrics}");
+    }
+    let ring: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("baseliner_ring_capacity_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(ring >= 4096.0, "ring capacity {ring}: {metrics}");
     let (status, _log) = agent.stop().unwrap();
     assert!(status.success(), "{status:?}");
     std::fs::remove_dir_all(&bin).unwrap();

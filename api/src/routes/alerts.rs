@@ -78,7 +78,7 @@ impl Matcher {
 const MAX_LIMIT: usize = 10_000;
 
 /// Stored alerts matching the filter, the most recently seen first.
-#[utoipa::path(get, path = "/v1/alerts", tag = "alerts", params(Filter),
+#[utoipa::path(get, operation_id = "list_alerts", path = "/v1/alerts", tag = "alerts", params(Filter),
     responses((status = 200, description = "Alerts, most recently seen first",
                body = [serde_json::Value]),
               (status = 400, description = "A filter is not valid")))]
@@ -113,7 +113,7 @@ pub struct AckRequest {
 }
 
 /// Acknowledges an alert: it stays stored, marked with who acknowledged it, when and why.
-#[utoipa::path(post, path = "/v1/alerts/{key}/ack", tag = "alerts",
+#[utoipa::path(post, operation_id = "acknowledge_alert", path = "/v1/alerts/{key}/ack", tag = "alerts",
     params(("key" = String, Path, description = "The alert's key")),
     request_body(content = AckRequest, description = "An optional comment"),
     responses((status = 200, description = "The alert, acknowledged", body = serde_json::Value),
@@ -156,7 +156,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// New alerts as the agent raises them, as Server-Sent Events (`event: alert`, `data:` the alert as JSON), with
 /// the same filters as the query (`limit` aside). A client that falls behind is told how many it
 /// missed (`event: lagged`).
-#[utoipa::path(get, path = "/v1/alerts/stream", tag = "alerts", params(Filter),
+#[utoipa::path(get, operation_id = "stream_alerts", path = "/v1/alerts/stream", tag = "alerts", params(Filter),
     responses((status = 200, description = "text/event-stream of alerts", content_type = "text/event-stream", body = String),
               (status = 503, description = "No agent is running to stream from")))]
 pub async fn stream(
@@ -209,7 +209,7 @@ impl AuditFilter {
 }
 
 /// The audit log (responses and changes made through the API), oldest first.
-#[utoipa::path(get, path = "/v1/audit", tag = "reports", params(AuditFilter),
+#[utoipa::path(get, operation_id = "get_audit_log", path = "/v1/audit", tag = "reports", params(AuditFilter),
     responses((status = 200, description = "Audit records, oldest first", body = [serde_json::Value])))]
 pub async fn audit(
     State(agent): AgentRef,

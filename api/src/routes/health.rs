@@ -38,14 +38,14 @@ pub fn openapi_path_item() -> utoipa::openapi::PathItem {
 }
 
 /// Liveness: the agent answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "operations",
     responses((status = 200, description = "The agent answers", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// Readiness: the agent's store answers (and, for a running agent, its capture is running).
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready", body = String),
               (status = 503, description = "Not ready, with the reason")))]
 pub async fn readyz(State(agent): AgentRef) -> Response {
@@ -60,7 +60,7 @@ pub async fn readyz(State(agent): AgentRef) -> Response {
 }
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String)))]
 pub async fn metrics(State(agent): AgentRef) -> Result<Response, ApiError> {
     let text = render(agent.as_ref())?;
@@ -248,6 +248,28 @@ fn runtime(m: &mut Exposition, rt: &crate::AgentRuntime) {
         "Enforcement canary runs that failed.",
         e.canary_failures as f64,
     );
+    if let Some(es) = &rt.elasticsearch {
+        let n = |k: &str| es.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+        for (name, key, help) in [
+            (
+                "baseliner_elasticsearch_sent_total",
+                "sent",
+                "Events Elasticsearch indexed.",
+            ),
+            (
+                "baseliner_elasticsearch_rejected_total",
+                "rejected",
+                "Events Elasticsearch refused (mapping errors).",
+            ),
+            (
+                "baseliner_elasticsearch_failures_total",
+                "failed_attempts",
+                "Failed bulk requests (each is retried).",
+            ),
+        ] {
+            m.single(name, "counter", help, n(key));
+        }
+    }
     m.single(
         "baseliner_start_time_seconds",
         "gauge",

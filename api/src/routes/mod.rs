@@ -3,8 +3,10 @@
 //! per [`Role`], so the document states exactly the role each route enforces.
 
 pub mod alerts;
+pub mod events;
 pub mod health;
 pub mod profiles;
+pub mod reports;
 pub mod reviews;
 pub mod status;
 pub mod workloads;
@@ -44,6 +46,9 @@ fn viewer() -> OpenApiRouter<Arc<dyn Agent>> {
         .routes(routes!(reviews::list))
         .routes(routes!(reviews::show))
         .routes(routes!(reviews::approvals))
+        .routes(routes!(reports::audit))
+        .routes(routes!(reports::pci))
+        .routes(routes!(events::list))
         .routes(routes!(health::metrics))
 }
 
@@ -94,6 +99,10 @@ pub fn router() -> (Router<Arc<dyn Agent>>, OpenApi) {
         doc.merge(d);
         router = router.merge(r);
     }
+    doc.paths.paths.insert(
+        health::OPENAPI_PATH.to_string(),
+        health::openapi_path_item(),
+    );
     let served = doc.clone();
     let router = router
         .route(
@@ -106,10 +115,6 @@ pub fn router() -> (Router<Arc<dyn Agent>>, OpenApi) {
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::not_found(format!("no route {}", uri.path()))
         });
-    doc.paths.paths.insert(
-        health::OPENAPI_PATH.to_string(),
-        health::openapi_path_item(),
-    );
     (router, doc)
 }
 
@@ -163,8 +168,15 @@ pub fn operations(
     .flatten()
 }
 
-/// Parses a JSON body with an error that says what is wrong.
+/// Parses a JSON object body with an error that says what is wrong (an array, which serde
+/// would read field by field, is refused too).
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid: {e}")))
+    let bad = |e: &dyn std::fmt::Display| {
+        ApiError::bad_request(format!("request body is not valid: {e}"))
+    };
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(&e))?;
+    if !value.is_object() {
+        return Err(bad(&"expected a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| bad(&e))
 }

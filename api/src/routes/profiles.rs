@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// Every stored profile (each workload's revisions) with its learning progress.
-#[utoipa::path(get, path = "/v1/profiles", tag = "profiles",
+#[utoipa::path(get, operation_id = "list_profiles", path = "/v1/profiles", tag = "profiles",
     responses((status = 200, description = "Profiles", body = [serde_json::Value])))]
 pub async fn list(
     axum::extract::State(agent): AgentRef,
@@ -43,6 +43,7 @@ pub async fn list(
 
 /// Which revision, and for exports which format.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct Select {
     /// The revision (default: the latest).
@@ -82,7 +83,7 @@ pub struct ProfileView {
 }
 
 /// A workload's profile: entries, learning state and progress (default: the latest revision).
-#[utoipa::path(get, path = "/v1/workloads/{workload}/profile", tag = "profiles",
+#[utoipa::path(get, operation_id = "get_profile", path = "/v1/workloads/{workload}/profile", tag = "profiles",
     params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment"), Select),
     responses((status = 200, description = "The profile", body = serde_json::Value),
               (status = 404, description = "No such workload or revision")))]
@@ -102,7 +103,7 @@ pub async fn show(
 }
 
 /// The audit export of a workload's profile (JSON or YAML) with its SHA-256 content hash.
-#[utoipa::path(get, path = "/v1/workloads/{workload}/export", tag = "profiles",
+#[utoipa::path(get, operation_id = "export_profile", path = "/v1/workloads/{workload}/export", tag = "profiles",
     params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment"), Select),
     responses((status = 200, description = "The export", body = serde_json::Value),
               (status = 400, description = "Unknown format"),
@@ -127,8 +128,10 @@ pub async fn export(
     let learning =
         serde_json::to_value(&p.learning).map_err(|e| ApiError::internal(e.to_string()))?;
     let rates = agent.rate_samples(&key)?;
+    let approvals = agent.approvals(Some(&key.workload))?;
     let e = profiles::export::export(key.workload, key.revision, learning, &p.profile)
-        .with_rates(rates);
+        .with_rates(rates)
+        .with_approvals(approvals);
     Ok(if yaml {
         let text = profiles::export::to_yaml(&e).map_err(|e| ApiError::internal(e.to_string()))?;
         ([(header::CONTENT_TYPE, "application/yaml")], text).into_response()
@@ -155,7 +158,7 @@ pub struct Imported {
 /// Imports an export (JSON or YAML): checked (schema, content hash, entries) and stored,
 /// replacing the profile with the same workload and revision; a rejected document changes
 /// nothing. Audited under the caller's name.
-#[utoipa::path(post, path = "/v1/profiles/import", tag = "profiles",
+#[utoipa::path(post, operation_id = "import_profile", path = "/v1/profiles/import", tag = "profiles",
     request_body(content = String, description = "An export, JSON or YAML", content_type = "application/json"),
     responses((status = 200, description = "What was stored", body = serde_json::Value),
               (status = 400, description = "The export is malformed, tampered with or invalid"),
@@ -211,7 +214,7 @@ pub struct DiffSelect {
 }
 
 /// Entries added and removed between two revisions of a workload's profile.
-#[utoipa::path(get, path = "/v1/workloads/{workload}/diff", tag = "profiles",
+#[utoipa::path(get, operation_id = "diff_profile", path = "/v1/workloads/{workload}/diff", tag = "profiles",
     params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment"), DiffSelect),
     responses((status = 200, description = "`added` and `removed` entries", body = serde_json::Value),
               (status = 400, description = "`from` is missing"),

@@ -26,7 +26,7 @@ pub struct Filter {
 
 /// Proposed allow-list entries: pending first, then approved, then rejected; most recently
 /// seen first within each.
-#[utoipa::path(get, path = "/v1/reviews", tag = "reviews", params(Filter),
+#[utoipa::path(get, operation_id = "list_reviews", path = "/v1/reviews", tag = "reviews", params(Filter),
     responses((status = 200, description = "Proposals", body = [serde_json::Value]),
               (status = 400, description = "Unknown state")))]
 pub async fn list(
@@ -38,7 +38,7 @@ pub async fn list(
 }
 
 /// One proposal, with its example events and the alerts it raised.
-#[utoipa::path(get, path = "/v1/reviews/{id}", tag = "reviews",
+#[utoipa::path(get, operation_id = "get_review", path = "/v1/reviews/{id}", tag = "reviews",
     params(("id" = String, Path, description = "The proposal's id")),
     responses((status = 200, description = "The proposal", body = serde_json::Value),
               (status = 404, description = "No such proposal")))]
@@ -126,7 +126,7 @@ fn with_comment(target: String, comment: &str) -> String {
 /// Approves a proposal: the entry (or the pattern) joins the workload's profile at once, marked
 /// with the reviewer, time and comment; it stops alerting, and in enforce mode the kernel
 /// allows it within a second.
-#[utoipa::path(post, path = "/v1/reviews/{id}/approve", tag = "reviews",
+#[utoipa::path(post, operation_id = "approve_review", path = "/v1/reviews/{id}/approve", tag = "reviews",
     params(("id" = String, Path, description = "The proposal's id")),
     request_body(content = DecisionRequest, description = "Comment and optional pattern"),
     responses((status = 200, description = "The approval", body = serde_json::Value),
@@ -144,7 +144,7 @@ pub async fn approve(
 }
 
 /// Rejects a proposal: it keeps alerting (and is blocked in enforce mode).
-#[utoipa::path(post, path = "/v1/reviews/{id}/reject", tag = "reviews",
+#[utoipa::path(post, operation_id = "reject_review", path = "/v1/reviews/{id}/reject", tag = "reviews",
     params(("id" = String, Path, description = "The proposal's id")),
     request_body(content = DecisionRequest, description = "Comment"),
     responses((status = 200, description = "The rejected proposal", body = serde_json::Value),
@@ -189,7 +189,7 @@ const MAX_BULK: usize = 1000;
 
 /// Approves (as exact entries) or rejects several proposals; each is decided and audited on its
 /// own, and the answer says how each went.
-#[utoipa::path(post, path = "/v1/reviews/bulk", tag = "reviews",
+#[utoipa::path(post, operation_id = "decide_reviews", path = "/v1/reviews/bulk", tag = "reviews",
     request_body = BulkRequest,
     responses((status = 200, description = "One outcome per id", body = [BulkOutcome]),
               (status = 400, description = "Unknown action, no ids or too many")))]
@@ -254,7 +254,7 @@ pub struct ApprovalFilter {
 }
 
 /// Approvals in effect (entry, the proposal it came from, reviewer, time, comment), oldest first.
-#[utoipa::path(get, path = "/v1/approvals", tag = "reviews", params(ApprovalFilter),
+#[utoipa::path(get, operation_id = "list_approvals", path = "/v1/approvals", tag = "reviews", params(ApprovalFilter),
     responses((status = 200, description = "Approvals", body = [serde_json::Value])))]
 pub async fn approvals(
     State(agent): AgentRef,

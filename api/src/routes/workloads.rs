@@ -16,7 +16,7 @@ use crate::{
 pub const SET_MODE: &str = "set-mode";
 
 /// Every known workload with its mode, learning progress and entry counts.
-#[utoipa::path(get, path = "/v1/workloads", tag = "workloads",
+#[utoipa::path(get, operation_id = "list_workloads", path = "/v1/workloads", tag = "workloads",
     responses((status = 200, description = "Workloads", body = [serde_json::Value])))]
 pub async fn list(
     axum::extract::State(agent): AgentRef,
@@ -33,7 +33,7 @@ fn unknown(workload: &str) -> ApiError {
 
 /// One workload: mode (and where it comes from), learning progress, stable since, entry counts
 /// per revision. A workload with only a cgroup has the default mode.
-#[utoipa::path(get, path = "/v1/workloads/{workload}", tag = "workloads",
+#[utoipa::path(get, operation_id = "get_workload", path = "/v1/workloads/{workload}", tag = "workloads",
     params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment")),
     responses((status = 200, description = "The workload", body = serde_json::Value),
               (status = 404, description = "Unknown workload")))]
@@ -65,7 +65,7 @@ pub struct ModeEntry {
 }
 
 /// Every known workload's mode, set or default.
-#[utoipa::path(get, path = "/v1/modes", tag = "workloads",
+#[utoipa::path(get, operation_id = "list_modes", path = "/v1/modes", tag = "workloads",
     responses((status = 200, description = "Modes", body = [serde_json::Value])))]
 pub async fn modes(
     axum::extract::State(agent): AgentRef,
@@ -92,7 +92,7 @@ pub struct SetMode {
 
 /// Sets a workload's mode; takes effect at once (in enforce mode the kernel blocks within a
 /// second). Audited under the caller's name.
-#[utoipa::path(put, path = "/v1/workloads/{workload}/mode", tag = "workloads",
+#[utoipa::path(put, operation_id = "set_mode", path = "/v1/workloads/{workload}/mode", tag = "workloads",
     params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment")),
     request_body = SetMode,
     responses((status = 200, description = "The mode set, and the one before", body = serde_json::Value),
@@ -143,7 +143,7 @@ pub struct ModeHistoryEntry {
 }
 
 /// The workload's mode changes, oldest first (from the audit log).
-#[utoipa::path(get, path = "/v1/workloads/{workload}/modes", tag = "workloads",
+#[utoipa::path(get, operation_id = "mode_history", path = "/v1/workloads/{workload}/modes", tag = "workloads",
     params(("workload" = String, Path, description = "Workload id, percent-encoded as one segment")),
     responses((status = 200, description = "Mode changes, oldest first", body = [ModeHistoryEntry])))]
 pub async fn mode_history(

@@ -2,20 +2,30 @@
 
 #![allow(dead_code)]
 
+mod doc;
+mod http;
+
+#[allow(unused_imports)] // not every test file drives the router
+pub use {doc::*, http::*};
+
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
-use api::{Agent, AgentRuntime, AlertCounters, ApiError, Settings};
+use api::{Agent, AgentRuntime, AlertCounters, ApiError, AuditRecord, Settings};
 use profiles::{
+    Event,
+    diff::DiffEntry,
     learning::Learning,
     mode::Mode,
     model::{EntryKind, Profile},
     rates::RateSamples,
-    store::{ProfileKey, StoredProfile},
+    review::{self, Approval, Proposal},
+    store::{ProfileKey, Store, StoredProfile},
 };
+use scorer::alert::Alert;
 
 /// One second in nanoseconds.
 pub const S: u64 = 1_000_000_000;
@@ -82,6 +92,26 @@ pub struct Fake {
     pub audit: Mutex<Vec<api::AuditRecord>>,
     /// The live alert stream (only with a runtime).
     pub stream: tokio::sync::broadcast::Sender<scorer::alert::Alert>,
+    /// The review queue: a real store in a temporary directory, opened on first use.
+    pub reviews: OnceLock<ReviewStore>,
+}
+
+/// A real store for the review queue, removed with the fake.
+pub struct ReviewStore {
+    pub store: Store,
+    _dir: tempfile::TempDir,
+}
+
+/// Everything an API call may change, to check a refused call changed nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub modes: BTreeMap<String, Mode>,
+    pub profiles: BTreeMap<ProfileKey, StoredProfile>,
+    pub writes: usize,
+    pub alerts: Vec<Alert>,
+    pub audit: Vec<AuditRecord>,
+    pub reviews: Vec<Proposal>,
+    pub approvals: Vec<Approval>,
 }
 
 impl Fake {
@@ -104,6 +134,7 @@ impl Fake {
             alerts: Mutex::new(Vec::new()),
             audit: Mutex::new(Vec::new()),
             stream: tokio::sync::broadcast::channel(16).0,
+            reviews: OnceLock::new(),
         }
     }
 
@@ -150,24 +181,56 @@ impl Fake {
                 },
                 enforcement: Default::default(),
                 ring: Default::default(),
+                elasticsearch: None,
             }),
             ..self
         }
     }
 
-    /// Modes and profiles, to check a request changed nothing.
-    pub fn snapshot(
-        &self,
-    ) -> (
-        BTreeMap<String, Mode>,
-        BTreeMap<ProfileKey, StoredProfile>,
-        usize,
-    ) {
-        (
-            self.modes.lock().unwrap().clone(),
-            self.profiles.lock().unwrap().clone(),
-            *self.writes.lock().unwrap(),
+    /// Modes, profiles, alerts, the audit log and the review queue, to check a request
+    /// changed nothing.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            modes: self.modes.lock().unwrap().clone(),
+            profiles: self.profiles.lock().unwrap().clone(),
+            writes: *self.writes.lock().unwrap(),
+            alerts: self.alerts.lock().unwrap().clone(),
+            audit: self.audit.lock().unwrap().clone(),
+            reviews: review::list(self.store(), None, None).unwrap(),
+            approvals: review::approvals(self.store(), None).unwrap(),
+        }
+    }
+
+    /// The review queue's store.
+    pub fn store(&self) -> &Store {
+        &self
+            .reviews
+            .get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::open(dir.path()).unwrap();
+                ReviewStore { store, _dir: dir }
+            })
+            .store
+    }
+
+    /// Proposes the first entry of `event` (a deviation of its workload that raised the alert
+    /// `alert-key`); returns the pending proposal.
+    pub fn propose(&self, event: &Event) -> Proposal {
+        let entry = event_entry(event);
+        review::observe(
+            self.store(),
+            &event.workload.id,
+            &entry,
+            event,
+            Some("alert-key"),
         )
+        .unwrap()
+    }
+
+    /// The profile approvals of `workload` are applied to: its latest.
+    pub fn latest_profile(&self, workload: &str) -> Option<Profile> {
+        let key = api::summary::pick_revision(self, workload, None).ok()?;
+        Some(self.profiles.lock().unwrap()[&key].profile.clone())
     }
 
     fn check(&self) -> Result<(), ApiError> {
@@ -274,6 +337,56 @@ impl Agent for Fake {
         Ok(a.clone())
     }
 
+    fn reviews(
+        &self,
+        workload: Option<&str>,
+        state: Option<review::State>,
+    ) -> Result<Vec<Proposal>, ApiError> {
+        self.check()?;
+        Ok(review::list(self.store(), workload, state)?)
+    }
+
+    fn review(&self, id: &str) -> Result<Proposal, ApiError> {
+        self.check()?;
+        Ok(review::get(self.store(), id)?)
+    }
+
+    /// As the agent does: approves in the store, then adds the entry to the workload's latest
+    /// profile (409 when it has none).
+    fn approve(
+        &self,
+        id: &str,
+        reviewer: &str,
+        comment: &str,
+        pattern: Option<&str>,
+    ) -> Result<Approval, ApiError> {
+        self.check()?;
+        let p = review::get(self.store(), id)?;
+        let key = api::summary::pick_revision(self, &p.workload, None).map_err(|_| {
+            ApiError::conflict(format!(
+                "workload {:?} has no profile to add the entry to",
+                p.workload
+            ))
+        })?;
+        let a = review::approve(self.store(), id, reviewer, comment, pattern, NOW)?;
+        let mut profiles = self.profiles.lock().unwrap();
+        a.apply(&mut profiles.get_mut(&key).unwrap().profile);
+        *self.writes.lock().unwrap() += 1;
+        Ok(a)
+    }
+
+    fn reject(&self, id: &str, reviewer: &str, comment: &str) -> Result<Proposal, ApiError> {
+        self.check()?;
+        let p = review::reject(self.store(), id, reviewer, comment, NOW)?;
+        *self.writes.lock().unwrap() += 1;
+        Ok(p)
+    }
+
+    fn approvals(&self, workload: Option<&str>) -> Result<Vec<Approval>, ApiError> {
+        self.check()?;
+        Ok(review::approvals(self.store(), workload)?)
+    }
+
     fn subscribe_alerts(&self) -> Option<tokio::sync::broadcast::Receiver<scorer::alert::Alert>> {
         self.runtime.as_ref().map(|_| self.stream.subscribe())
     }
@@ -286,4 +399,143 @@ impl Agent for Fake {
 /// The router over `fake`.
 pub fn app(fake: &Arc<Fake>) -> axum::Router {
     api::app(fake.clone())
+}
+
+// ---------------------------------------------------------------- events and alerts
+
+/// An event of `workload` at `ts_s` seconds, of the kind and fields in `detail`.
+pub fn event(workload: &str, ts_s: u64, detail: serde_json::Value) -> Event {
+    let mut v = serde_json::json!({
+        "schema": 1, "ts_ns": ts_s * S,
+        "workload": {"id": workload, "cgroup_id": 7, "cgroup": workload},
+        "pid": 1, "tid": 1, "ppid": 0, "uid": 0, "gid": 0, "comm": "x",
+    });
+    v.as_object_mut()
+        .unwrap()
+        .extend(detail.as_object().unwrap().clone());
+    serde_json::from_value(v).unwrap()
+}
+
+/// An exec of `path` with `argv`.
+pub fn exec(workload: &str, ts_s: u64, argv: &[&str]) -> Event {
+    event(
+        workload,
+        ts_s,
+        serde_json::json!({"kind": "exec", "exe": argv[0], "filename": argv[0],
+                           "argv": argv, "argv_truncated": false}),
+    )
+}
+
+/// A TCP connect to `addr:port`.
+pub fn connect(workload: &str, ts_s: u64, addr: &str, port: u16) -> Event {
+    event(
+        workload,
+        ts_s,
+        serde_json::json!({"kind": "connect", "family": "inet", "protocol": "tcp",
+                           "addr": addr, "port": port}),
+    )
+}
+
+/// The first profile entry `event` records.
+pub fn event_entry(event: &Event) -> DiffEntry {
+    profiles::model::event_entries(event).remove(0)
+}
+
+/// An acknowledgement by `by` at `at_ns`, without comment.
+pub fn acked_by(by: &str, at_ns: u64) -> scorer::alert::Ack {
+    scorer::alert::Ack {
+        by: by.into(),
+        at_ns,
+        comment: String::new(),
+    }
+}
+
+/// The alert a miner-named exec of `path` in `workload` raises, last seen at `last_s`.
+pub fn alert(workload: &str, path: &str, last_s: u64) -> Alert {
+    scorer::score::Scorer::default()
+        .score(
+            &exec(workload, last_s, &[path]),
+            &Profile::default(),
+            &mut Default::default(),
+        )
+        .expect("a miner name alone raises an alert")
+}
+
+// ---------------------------------------------------------------- a seeded agent
+
+/// The program of the seeded exec proposal.
+pub const TOOL: &str = "/opt/app/bin/tool";
+
+/// What [`seeded`] put in the fake.
+pub struct Seeds {
+    /// The key of nginx's alert.
+    pub alert: String,
+    /// nginx's exec of [`TOOL`] (seen at 100 s).
+    pub tool: Proposal,
+    /// nginx's connect to 10.1.2.3:443 (seen at 200 s).
+    pub net: Proposal,
+    /// db's exec of /usr/bin/psql (seen at 300 s).
+    pub db: Proposal,
+}
+
+/// [`Fake::new`] with an alert of nginx and three pending proposals (see [`Seeds`]).
+pub fn seeded() -> (Arc<Fake>, Seeds) {
+    let fake = Fake::new();
+    let a = alert(NGINX, "/tmp/xmrig", 100);
+    let seeds = Seeds {
+        alert: a.key.clone(),
+        tool: fake.propose(&exec(NGINX, 100, &[TOOL, "-x"])),
+        net: fake.propose(&connect(NGINX, 200, "10.1.2.3", 443)),
+        db: fake.propose(&exec(DB, 300, &["/usr/bin/psql"])),
+    };
+    fake.alerts.lock().unwrap().push(a);
+    (Arc::new(fake), seeds)
+}
+
+impl Seeds {
+    /// `path` with its parameters naming seeded things: nginx, its tool proposal, its alert.
+    pub fn uri(&self, path: &str) -> String {
+        path.replace("{workload}", &api::workload_segment(NGINX))
+            .replace("{id}", &self.tool.id)
+            .replace("{key}", &self.alert)
+    }
+
+    /// The URI of a call of `op` on seeded things ([`Seeds::uri`]) with every required query
+    /// parameter given.
+    pub fn call_uri(&self, op: &Operation) -> String {
+        let mut uri = self.uri(&op.path);
+        let params = op.op["parameters"].as_array().cloned().unwrap_or_default();
+        let required = params
+            .iter()
+            .filter(|p| p["in"] == "query" && p["required"] == true);
+        for (i, p) in required.enumerate() {
+            let value = match p["name"].as_str().unwrap() {
+                "workload" => api::workload_segment(NGINX),
+                "from" => "r2".to_string(),
+                other => panic!("{} {}: no value for {other}", op.method, op.path),
+            };
+            let sep = if i == 0 { '?' } else { '&' };
+            uri = format!("{uri}{sep}{}={value}", p["name"].as_str().unwrap());
+        }
+        uri
+    }
+
+    /// A body that makes the call at `path` succeed; empty for reads.
+    pub fn body(&self, path: &str) -> String {
+        let json = match path {
+            "/v1/workloads/{workload}/mode" => serde_json::json!({"mode": "enforce"}),
+            "/v1/profiles/import" => {
+                let e = profiles::export::export(NGINX, "r3", serde_json::Value::Null, &profile());
+                return profiles::export::to_json(&e);
+            }
+            "/v1/alerts/{key}/ack" => serde_json::json!({"comment": "seen"}),
+            "/v1/reviews/{id}/approve" => serde_json::json!({"comment": "fine"}),
+            "/v1/reviews/{id}/reject" => serde_json::json!({"comment": "no"}),
+            "/v1/reviews/bulk" => {
+                serde_json::json!({"action": "reject", "ids": [self.net.id, self.db.id]})
+            }
+            _ => return String::new(),
+        };
+        json.to_string()
+    }
 }

@@ -13,7 +13,7 @@ use learner::{
     control::Control,
     recorder::Recorder,
 };
-use profiles::{redact::Redactor, store::Store};
+use profiles::{evidence::EvidenceStore, redact::Redactor, store::Store};
 
 use super::run::{DEFAULT_STORE, socket_path};
 
@@ -36,11 +36,12 @@ impl Target {
             return Ok(c);
         }
         let store = open_store(&self.store, &socket)?;
-        let settings = Config::load(Path::new(DEFAULT_CONFIG), false)?
-            .learn
-            .settings();
-        let recorder = Recorder::with_settings(store, Redactor::default(), settings);
-        let control = Control::new(Arc::new(Mutex::new(recorder)), None);
+        let config = Config::load(Path::new(DEFAULT_CONFIG), false)?;
+        let evidence = EvidenceStore::open(&store, config.evidence.retention())
+            .context("opening the evidence store")?;
+        let recorder = Recorder::with_settings(store, Redactor::default(), config.learn.settings());
+        let control = Control::new(Arc::new(Mutex::new(recorder)), None)
+            .with_evidence(Arc::new(Mutex::new(evidence)), config.evidence.pci_paths);
         Ok(Client::Local(api::app(Arc::new(control))))
     }
 }

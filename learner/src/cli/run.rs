@@ -14,14 +14,15 @@ use api::{AgentRuntime, CanaryReport, EnforceCounters, EnforcementStatus, Settin
 use learner::{
     alerting::Alerter,
     config::{Config, DEFAULT_CONFIG, LearnConfig},
-    control::{Control, SharedRecorder},
+    control::{Control, SharedEvidence, SharedRecorder},
+    delivery::elasticsearch::{ElasticDelivery, ElasticExporter},
     delivery::{Delivery, Destination, Outbox, Webhook, alertmanager},
     enforce::{canary, enforcer::Enforcer},
     kernel::{KernelStats, Probes},
     recorder::{Recorder, now_ns},
     respond::{NoKubernetes, Responder},
 };
-use profiles::{mode::Mode, redact::Redactor, store::Store};
+use profiles::{evidence::EvidenceStore, mode::Mode, redact::Redactor, store::Store};
 
 use super::session::{CaptureArgs, Sink, drive};
 
@@ -117,6 +118,11 @@ struct Learner {
     canary_failures: u64,
     /// The enforcement links are pinned.
     pinned: bool,
+    /// Every event, kept for investigation; `None` when turned off.
+    evidence: Option<SharedEvidence>,
+    /// The evidence's export to Elasticsearch, when configured.
+    elastic: Option<ElasticDelivery>,
+    last_retain: Instant,
 }
 
 impl Learner {
@@ -157,13 +163,21 @@ impl Sink for Learner {
         if e.workload.id.strip_prefix('/') == Some(canary::CANARY_CGROUP) {
             return Ok(()); // the agent's own canary
         }
+        let mut e = e;
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        r.redact(&mut e);
+        if let Some(ev) = &self.evidence
+            && let Err(err) = ev.lock().unwrap_or_else(|e| e.into_inner()).append(&e)
+        {
+            self.errors += 1;
+            tracing::warn!(error = %err, "event not kept as evidence");
+        }
         let result = match r.mode(&e.workload.id) {
-            Ok(Mode::Learn) => r.learn(e).map(|_| false),
+            Ok(Mode::Learn) => r.learn_redacted(e).map(|_| false),
             Ok(mode) => {
                 let list = self.enforcer.allow_list(&e.workload.id);
                 self.alerter
-                    .handle(e, &mut r, mode, list.as_deref())
+                    .handle_redacted(e, &mut r, mode, list.as_deref())
                     .map(|a| !a.is_empty())
             }
             Err(err) => Err(err),
@@ -197,6 +211,14 @@ impl Sink for Learner {
         if let Some(d) = &mut self.delivery {
             d.poll();
         }
+        if let Some(e) = &mut self.elastic {
+            e.poll();
+            let stats = serde_json::to_value(e.stats()).ok();
+            self.runtime
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elasticsearch = stats;
+        }
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(err) = self.alerter.tick(now_ns(), &mut r) {
             self.errors += 1;
@@ -219,6 +241,21 @@ impl Sink for Learner {
                     .context("auditing an automatic mode change")?;
             }
             self.last_auto = Instant::now();
+        }
+        if let Some(ev) = &self.evidence {
+            let mut ev = ev.lock().unwrap_or_else(|e| e.into_inner());
+            ev.flush(now_ns()).context("writing evidence")?;
+            if self.last_retain.elapsed() >= EVIDENCE_RETAIN_EVERY {
+                let removed = ev.retain(now_ns()).context("evidence retention")?;
+                if removed.expired_blocks + removed.evicted_blocks > 0 {
+                    tracing::info!(
+                        expired = removed.expired_events,
+                        evicted = removed.evicted_events,
+                        "evidence past its retention removed"
+                    );
+                }
+                self.last_retain = Instant::now();
+            }
         }
         if self.last_flush.elapsed() >= self.interval {
             self.alerter.flush_reviews(&r)?;
@@ -288,11 +325,10 @@ impl Sink for Learner {
         Ok(())
     }
 
-    fn kernel_stats(&mut self, stats: &KernelStats) {
-        self.runtime
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .kernel = stats.to_json();
+    fn kernel_stats(&mut self, stats: &KernelStats, ring: api::RingUse) {
+        let mut rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        rt.kernel = stats.to_json();
+        rt.ring = ring;
     }
 }
 
@@ -313,6 +349,9 @@ fn open_store(dir: &Path) -> anyhow::Result<Store> {
 
 /// The webhook's signing key: BASELINER_WEBHOOK_SECRET, else the configuration's secret file,
 /// else its secret.
+/// How often evidence past its retention is removed.
+const EVIDENCE_RETAIN_EVERY: Duration = Duration::from_secs(60);
+
 /// How long API calls in flight may take to finish when the agent stops.
 const API_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -418,12 +457,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         alerts: Default::default(),
         enforcement: Default::default(),
         ring: Default::default(),
+        elasticsearch: None,
     }));
     let (alert_stream, _) = tokio::sync::broadcast::channel(ALERT_STREAM_BACKLOG);
-    let control = Arc::new(
-        Control::new(recorder.clone(), Some(runtime.clone()))
-            .with_alert_stream(alert_stream.clone()),
-    );
+    let evidence = if config.evidence.enabled {
+        let r = recorder.lock().unwrap_or_else(|e| e.into_inner());
+        let ev = EvidenceStore::open(r.store(), config.evidence.retention())
+            .context("opening the evidence store")?;
+        Some(Arc::new(Mutex::new(ev)))
+    } else {
+        None
+    };
+    let elastic = match (&config.elasticsearch, &evidence) {
+        (Some(c), Some(ev)) => {
+            let exporter = {
+                let r = recorder.lock().unwrap_or_else(|e| e.into_inner());
+                ElasticExporter::new(c.clone(), r.store()).context("the Elasticsearch export")?
+            };
+            tracing::info!(url = %c.url, "exporting the evidence to Elasticsearch");
+            Some(ElasticDelivery::new(exporter, ev.clone(), recorder.clone()))
+        }
+        (Some(_), None) => {
+            anyhow::bail!("[elasticsearch] exports the evidence store, which [evidence] turns off")
+        }
+        _ => None,
+    };
+    let mut control = Control::new(recorder.clone(), Some(runtime.clone()))
+        .with_alert_stream(alert_stream.clone());
+    if let Some(ev) = &evidence {
+        control = control.with_evidence(ev.clone(), config.evidence.pci_paths.clone());
+    }
+    let control = Arc::new(control);
     let tcp_tls = match (&config.api.tls_cert, &config.api.tls_key) {
         (Some(cert), Some(key)) => Some(api::serve::tls_config(&api::serve::TlsFiles {
             cert: cert.clone(),
@@ -495,6 +559,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         canary: None,
         canary_failures: 0,
         pinned: false,
+        evidence: evidence.clone(),
+        elastic,
+        last_retain: Instant::now(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -526,7 +593,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             None => None,
         };
         let r = drive(&opts, duration, &mut learner).await;
-        // A final flush, whatever the interval.
+        // A final flush, whatever the interval, with every buffered event.
+        if let Some(ev) = &learner.evidence
+            && let Err(e) = ev.lock().unwrap_or_else(|e| e.into_inner()).flush_all()
+        {
+            tracing::warn!(error = %e, "writing the last evidence failed");
+        }
         learner.last_flush = Instant::now() - learner.interval;
         let r = learner.tick().and(r);
         let _ = stop.send(true);

@@ -64,7 +64,7 @@ pub trait Sink {
     /// About twice a second, and once at the end (flush output, persist).
     fn tick(&mut self) -> Result<()>;
     /// The kernel's statistics, about twice a second.
-    fn kernel_stats(&mut self, _stats: &KernelStats) {}
+    fn kernel_stats(&mut self, _stats: &KernelStats, _ring: api::RingUse) {}
     /// After each tick: keep the kernel's enforcement maps current. An error stops the loop.
     fn sync_kernel(&mut self, _probes: &mut Probes) -> Result<()> {
         Ok(())
@@ -133,7 +133,7 @@ pub async fn drive<S: Sink>(
                     prompt = want;
                 }
                 if let Ok(stats) = cap.stats() {
-                    sink.kernel_stats(&stats);
+                    sink.kernel_stats(&stats, cap.ring_use());
                 }
             }
             _ = &mut deadline => break,

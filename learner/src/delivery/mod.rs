@@ -8,6 +8,7 @@
 //! retried with exponential backoff; a restarted agent retries what is pending at once.
 
 pub mod alertmanager;
+pub mod elasticsearch;
 pub mod falco;
 pub mod outbox;
 pub mod webhook;

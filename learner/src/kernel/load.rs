@@ -225,14 +225,19 @@ impl Probes {
             .map_err(map_err("writing map DEDUP_WINDOW"))
     }
 
-    /// Takes the ring buffer out (once) for a reader.
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+    /// Takes the ring buffer out (once) for a reader, with its size in bytes.
+    pub fn take_ring(&mut self) -> Result<(RingBuf<MapData>, u64), LoadError> {
         let map = self
             .ebpf
             .take_map("EVENTS")
             .ok_or_else(|| LoadError::Missing("map EVENTS".into()))?;
-        RingBuf::try_from(map)
-            .map_err(|e| kernel_err("opening the ring buffer", &e, &HostFacts::current()))
+        let bytes = match &map {
+            Map::RingBuf(data) => data.info().map_or(0, |i| u64::from(i.max_entries())),
+            _ => 0,
+        };
+        let ring = RingBuf::try_from(map)
+            .map_err(|e| kernel_err("opening the ring buffer", &e, &HostFacts::current()))?;
+        Ok((ring, bytes))
     }
 
     /// Reads the per-CPU statistics, summed per kind.

@@ -21,11 +21,83 @@ pub struct RingReader {
     poll: Duration,
     /// Records handed to the caller so far.
     pub received: u64,
+    /// The ring's positions, to tell how full it is.
+    fill: Option<RingFill>,
+    /// Bytes waiting when the latest drain started.
+    pub pending_bytes: u64,
+    /// The most bytes seen waiting.
+    pub max_pending_bytes: u64,
+    /// The ring's size.
+    pub capacity_bytes: u64,
+}
+
+/// A read-only view of a BPF ring buffer's consumer and producer positions (its first two
+/// pages), so the fill can be read without consuming anything.
+struct RingFill {
+    base: *mut libc::c_void,
+    len: usize,
+    page: usize,
+}
+
+// SAFETY: the mapping is only read, with atomic loads, and unmapped once on drop.
+unsafe impl Send for RingFill {}
+
+impl RingFill {
+    fn new(fd: std::os::fd::RawFd) -> std::io::Result<RingFill> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let len = 2 * page;
+        // SAFETY: a fresh shared read-only mapping of the ring map's first two pages (consumer
+        // and producer positions), which the kernel allows for ring buffer maps.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(RingFill { base, len, page })
+    }
+
+    /// Bytes the producer wrote that the consumer has not read.
+    fn pending(&self) -> u64 {
+        // SAFETY: both positions are u64s at the start of their page, inside the mapping, and
+        // updated by the kernel and the consumer atomically.
+        let (consumer, producer) = unsafe {
+            let c = &*(self.base as *const std::sync::atomic::AtomicU64);
+            let p = &*(self.base.byte_add(self.page) as *const std::sync::atomic::AtomicU64);
+            (
+                c.load(std::sync::atomic::Ordering::Acquire),
+                p.load(std::sync::atomic::Ordering::Acquire),
+            )
+        };
+        producer.saturating_sub(consumer)
+    }
+}
+
+impl Drop for RingFill {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
 }
 
 impl RingReader {
-    /// Wraps a ring buffer taken from [`super::Probes::take_ring`].
-    pub fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
+    /// Wraps a ring buffer of `capacity_bytes` taken from [`super::Probes::take_ring`].
+    pub fn new(ring: RingBuf<MapData>, capacity_bytes: u64) -> std::io::Result<Self> {
+        let fill = match RingFill::new(std::os::fd::AsRawFd::as_raw_fd(&ring)) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::debug!(error = %e, "the ring buffer's fill cannot be read");
+                None
+            }
+        };
         // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the AsyncFd
         // (and the RingBuf inside it) is dropped.
         let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -34,6 +106,10 @@ impl RingReader {
             fd,
             poll: POLL_INTERVAL,
             received: 0,
+            fill,
+            pending_bytes: 0,
+            max_pending_bytes: 0,
+            capacity_bytes,
         })
     }
 
@@ -49,6 +125,10 @@ impl RingReader {
         match tokio::time::timeout(self.poll, self.fd.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard?;
+                if let Some(fill) = &self.fill {
+                    self.pending_bytes = fill.pending();
+                    self.max_pending_bytes = self.max_pending_bytes.max(self.pending_bytes);
+                }
                 let n = Self::drain_ring(guard.get_inner_mut(), f);
                 guard.clear_ready();
                 self.received += n as u64;
@@ -69,6 +149,10 @@ impl RingReader {
 
     /// Handles whatever is in the ring now without waiting (used at shutdown).
     pub fn drain(&mut self, f: impl FnMut(&[u8])) -> usize {
+        if let Some(fill) = &self.fill {
+            self.pending_bytes = fill.pending();
+            self.max_pending_bytes = self.max_pending_bytes.max(self.pending_bytes);
+        }
         let n = Self::drain_ring(self.fd.get_mut(), f);
         self.received += n as u64;
         n
