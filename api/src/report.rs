@@ -113,8 +113,7 @@ pub fn audit_report(
         let Some(p) = agent.profile(&key)? else {
             continue;
         };
-        let learning = serde_json::to_value(&p.learning).unwrap_or_default();
-        let export = profiles::export::export(&key.workload, &key.revision, learning, &p.profile);
+        let export = crate::routes::profiles::export_of(agent, &key, &p)?;
         revisions.push(RevisionRecord {
             content_sha256: export.content_sha256,
             entries: EntryCounts::of(&p),

@@ -55,6 +55,9 @@ pub struct AgentRuntime {
     /// The ring buffer's fill.
     #[serde(default)]
     pub ring: RingUse,
+    /// Events not kept in the evidence store (its writer fell behind, or the store failed).
+    #[serde(default)]
+    pub evidence_dropped: u64,
     /// The Elasticsearch export of the evidence, when configured (its counters: `sent`,
     /// `duplicates`, `rejected`, `failed_attempts`, `last_error`, `cursor`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -141,7 +141,10 @@ async fn an_array_body_is_400_and_changes_nothing() {
     ] {
         let a = send(&app, method(path), &s.uri(path), body).await;
         let detail = a.problem(StatusCode::BAD_REQUEST);
-        assert!(detail.contains("expected a JSON object"), "{path}: {detail}");
+        assert!(
+            detail.contains("expected a JSON object"),
+            "{path}: {detail}"
+        );
     }
     assert_eq!(fake.snapshot(), before);
 }

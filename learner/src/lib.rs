@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod enforce;
 pub mod enrich;
 pub mod evaluate;
+pub mod evidence;
 pub mod kernel;
 pub mod recorder;
 pub mod respond;

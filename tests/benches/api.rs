@@ -436,11 +436,14 @@ fn bench() -> Result<ExitCode> {
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let loadavg: Vec<&str> = loadavg.split_whitespace().take(3).collect();
     println!("baseliner API under load (wrk over loopback TCP, bearer token)");
     println!(
-        "agent {}; kernel {}; {cpus} CPUs; wrk -t{} -c{clients} -d{secs}s (warm-up {warmup}s)",
+        "agent {}; kernel {}; {cpus} CPUs (load average {}); wrk -t{} -c{clients} -d{secs}s (warm-up {warmup}s)",
         baseliner_tests::baseliner_bin().display(),
         kernel.trim(),
+        loadavg.join(" "),
         WRK_THREADS.min(clients)
     );
 

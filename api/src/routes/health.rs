@@ -188,6 +188,12 @@ fn runtime(m: &mut Exposition, rt: &crate::AgentRuntime) {
         rt.ring.capacity_bytes as f64,
     );
     m.single(
+        "baseliner_evidence_dropped_total",
+        "counter",
+        "Events not kept in the evidence store.",
+        rt.evidence_dropped as f64,
+    );
+    m.single(
         "baseliner_events_recorded_total",
         "counter",
         "Events recorded into profiles.",

@@ -125,13 +125,7 @@ pub async fn export(
         }
     };
     let (key, p) = load(agent.as_ref(), &workload, sel.revision.as_deref())?;
-    let learning =
-        serde_json::to_value(&p.learning).map_err(|e| ApiError::internal(e.to_string()))?;
-    let rates = agent.rate_samples(&key)?;
-    let approvals = agent.approvals(Some(&key.workload))?;
-    let e = profiles::export::export(key.workload, key.revision, learning, &p.profile)
-        .with_rates(rates)
-        .with_approvals(approvals);
+    let e = export_of(agent.as_ref(), &key, &p)?;
     Ok(if yaml {
         let text = profiles::export::to_yaml(&e).map_err(|e| ApiError::internal(e.to_string()))?;
         ([(header::CONTENT_TYPE, "application/yaml")], text).into_response()
@@ -142,6 +136,24 @@ pub async fn export(
         )
             .into_response()
     })
+}
+
+/// The audit export of a stored profile: entries, learning state, windows of activity and the
+/// workload's approvals, with its content hash.
+pub fn export_of(
+    agent: &dyn crate::Agent,
+    key: &ProfileKey,
+    p: &StoredProfile,
+) -> Result<profiles::export::ProfileExport, ApiError> {
+    let learning =
+        serde_json::to_value(&p.learning).map_err(|e| ApiError::internal(e.to_string()))?;
+    let rates = agent.rate_samples(key)?;
+    let approvals = agent.approvals(Some(&key.workload))?;
+    Ok(
+        profiles::export::export(&key.workload, &key.revision, learning, &p.profile)
+            .with_rates(rates)
+            .with_approvals(approvals),
+    )
 }
 
 /// The answer to an import.

@@ -94,6 +94,10 @@ pub struct Fake {
     pub stream: tokio::sync::broadcast::Sender<scorer::alert::Alert>,
     /// The review queue: a real store in a temporary directory, opened on first use.
     pub reviews: OnceLock<ReviewStore>,
+    /// The evidence store's events; `None`: no evidence store.
+    pub events: Option<Vec<Event>>,
+    /// Cardholder-data path patterns.
+    pub pci: Vec<String>,
 }
 
 /// A real store for the review queue, removed with the fake.
@@ -135,6 +139,8 @@ impl Fake {
             audit: Mutex::new(Vec::new()),
             stream: tokio::sync::broadcast::channel(16).0,
             reviews: OnceLock::new(),
+            events: None,
+            pci: Vec::new(),
         }
     }
 
@@ -181,6 +187,7 @@ impl Fake {
                 },
                 enforcement: Default::default(),
                 ring: Default::default(),
+                evidence_dropped: 0,
                 elasticsearch: None,
             }),
             ..self
@@ -389,6 +396,31 @@ impl Agent for Fake {
 
     fn subscribe_alerts(&self) -> Option<tokio::sync::broadcast::Receiver<scorer::alert::Alert>> {
         self.runtime.as_ref().map(|_| self.stream.subscribe())
+    }
+
+    fn events(&self, q: &profiles::evidence::EvidenceQuery) -> Result<Vec<Event>, ApiError> {
+        self.check()?;
+        let all = self.events.as_ref().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "no evidence store",
+            )
+        })?;
+        let mut out: Vec<Event> = all
+            .iter()
+            .filter(|e| q.workload.as_ref().is_none_or(|w| &e.workload.id == w))
+            .filter(|e| q.kinds.is_empty() || q.kinds.iter().any(|k| k == e.detail.kind()))
+            .filter(|e| q.since_ns.is_none_or(|s| e.ts_ns >= s))
+            .filter(|e| q.until_ns.is_none_or(|u| e.ts_ns <= u))
+            .cloned()
+            .collect();
+        out.sort_by_key(|e| e.ts_ns);
+        out.truncate(q.limit.unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
+    fn pci_paths(&self) -> Vec<String> {
+        self.pci.clone()
     }
 
     fn now_ns(&self) -> u64 {

@@ -14,10 +14,11 @@ use api::{AgentRuntime, CanaryReport, EnforceCounters, EnforcementStatus, Settin
 use learner::{
     alerting::Alerter,
     config::{Config, DEFAULT_CONFIG, LearnConfig},
-    control::{Control, SharedEvidence, SharedRecorder},
+    control::{Control, SharedRecorder},
     delivery::elasticsearch::{ElasticDelivery, ElasticExporter},
     delivery::{Delivery, Destination, Outbox, Webhook, alertmanager},
     enforce::{canary, enforcer::Enforcer},
+    evidence::EvidenceWriter,
     kernel::{KernelStats, Probes},
     recorder::{Recorder, now_ns},
     respond::{NoKubernetes, Responder},
@@ -118,11 +119,10 @@ struct Learner {
     canary_failures: u64,
     /// The enforcement links are pinned.
     pinned: bool,
-    /// Every event, kept for investigation; `None` when turned off.
-    evidence: Option<SharedEvidence>,
+    /// Keeps every event as evidence; `None` when turned off.
+    evidence: Option<EvidenceWriter>,
     /// The evidence's export to Elasticsearch, when configured.
     elastic: Option<ElasticDelivery>,
-    last_retain: Instant,
 }
 
 impl Learner {
@@ -166,11 +166,8 @@ impl Sink for Learner {
         let mut e = e;
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         r.redact(&mut e);
-        if let Some(ev) = &self.evidence
-            && let Err(err) = ev.lock().unwrap_or_else(|e| e.into_inner()).append(&e)
-        {
-            self.errors += 1;
-            tracing::warn!(error = %err, "event not kept as evidence");
+        if let Some(w) = &self.evidence {
+            w.keep(&e);
         }
         let result = match r.mode(&e.workload.id) {
             Ok(Mode::Learn) => r.learn_redacted(e).map(|_| false),
@@ -242,21 +239,6 @@ impl Sink for Learner {
             }
             self.last_auto = Instant::now();
         }
-        if let Some(ev) = &self.evidence {
-            let mut ev = ev.lock().unwrap_or_else(|e| e.into_inner());
-            ev.flush(now_ns()).context("writing evidence")?;
-            if self.last_retain.elapsed() >= EVIDENCE_RETAIN_EVERY {
-                let removed = ev.retain(now_ns()).context("evidence retention")?;
-                if removed.expired_blocks + removed.evicted_blocks > 0 {
-                    tracing::info!(
-                        expired = removed.expired_events,
-                        evicted = removed.evicted_events,
-                        "evidence past its retention removed"
-                    );
-                }
-                self.last_retain = Instant::now();
-            }
-        }
         if self.last_flush.elapsed() >= self.interval {
             self.alerter.flush_reviews(&r)?;
             let n = r.flush().context("writing profiles to the store")?;
@@ -271,6 +253,10 @@ impl Sink for Learner {
         }
         let mut rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
         rt.recorded = r.recorded;
+        rt.evidence_dropped = self
+            .evidence
+            .as_ref()
+            .map_or(0, |w| w.dropped() + w.failed());
         rt.redactions = r.redactions;
         rt.not_recorded = self.errors;
         let a = &self.alerter;
@@ -349,9 +335,6 @@ fn open_store(dir: &Path) -> anyhow::Result<Store> {
 
 /// The webhook's signing key: BASELINER_WEBHOOK_SECRET, else the configuration's secret file,
 /// else its secret.
-/// How often evidence past its retention is removed.
-const EVIDENCE_RETAIN_EVERY: Duration = Duration::from_secs(60);
-
 /// How long API calls in flight may take to finish when the agent stops.
 const API_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -457,6 +440,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         alerts: Default::default(),
         enforcement: Default::default(),
         ring: Default::default(),
+        evidence_dropped: 0,
         elasticsearch: None,
     }));
     let (alert_stream, _) = tokio::sync::broadcast::channel(ALERT_STREAM_BACKLOG);
@@ -559,9 +543,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         canary: None,
         canary_failures: 0,
         pinned: false,
-        evidence: evidence.clone(),
+        evidence: evidence
+            .clone()
+            .map(EvidenceWriter::start)
+            .transpose()
+            .context("starting the evidence writer")?,
         elastic,
-        last_retain: Instant::now(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -594,10 +581,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let r = drive(&opts, duration, &mut learner).await;
         // A final flush, whatever the interval, with every buffered event.
-        if let Some(ev) = &learner.evidence
-            && let Err(e) = ev.lock().unwrap_or_else(|e| e.into_inner()).flush_all()
-        {
-            tracing::warn!(error = %e, "writing the last evidence failed");
+        if let Some(w) = &mut learner.evidence {
+            w.finish();
+            if w.dropped() + w.failed() > 0 {
+                tracing::warn!(
+                    dropped = w.dropped(),
+                    failed = w.failed(),
+                    "events not kept as evidence"
+                );
+            }
         }
         learner.last_flush = Instant::now() - learner.interval;
         let r = learner.tick().and(r);
