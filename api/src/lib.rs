@@ -14,6 +14,7 @@
 //! ([`workload_segment`]).
 
 pub mod auth;
+pub mod cache;
 pub mod client;
 pub mod error;
 pub mod report;
@@ -34,7 +35,7 @@ pub use routes::{
 };
 pub use state::{
     Agent, AgentRuntime, AlertCounters, AuditRecord, CanaryReport, EnforceCounters,
-    EnforcementStatus, RingUse, Settings, WorkloadEnforcement,
+    EnforcementStatus, RingUse, Settings, Versions, WorkloadEnforcement,
 };
 
 /// The audit action of a mode change (its history is read from the audit log).
@@ -60,6 +61,7 @@ pub fn app_with(agent: Arc<dyn Agent>, auth: auth::Auth) -> Router {
             auth,
             auth::authenticate,
         ))
+        .layer(axum::Extension(cache::ResponseCache::default()))
         .layer(axum::middleware::from_fn(error::problems))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

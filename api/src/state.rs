@@ -193,6 +193,28 @@ pub struct AlertCounters {
     pub pending: u64,
 }
 
+/// Change counters of the agent's state: a cached answer built from a resource stays valid while
+/// its counter has not moved.
+#[derive(Debug, Default)]
+pub struct Versions {
+    /// Moves whenever any profile changes (an event recorded, an import, an approval).
+    pub profiles: std::sync::atomic::AtomicU64,
+    /// Moves whenever the review queue changes.
+    pub reviews: std::sync::atomic::AtomicU64,
+}
+
+impl Versions {
+    /// Notes a change of `counter`.
+    pub fn bump(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The value of `counter` now.
+    pub fn read(counter: &std::sync::atomic::AtomicU64) -> u64 {
+        counter.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// The agent's state as the API sees it. Methods are synchronous and quick: they read memory or
 /// the embedded store.
 pub trait Agent: Send + Sync + 'static {
@@ -298,6 +320,11 @@ pub trait Agent: Send + Sync + 'static {
     /// Cardholder-data path patterns of the PCI-DSS access report.
     fn pci_paths(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// The agent's change counters, when it keeps them (answers are then cached while they
+    /// hold still).
+    fn versions(&self) -> Option<&Versions> {
+        None
     }
     /// Now, in Unix-epoch nanoseconds.
     fn now_ns(&self) -> u64 {

@@ -112,9 +112,13 @@ impl Alerter {
     /// Writes the review queue's counts held in memory to the store (durable with the next
     /// flush).
     pub fn flush_reviews(&mut self, recorder: &Recorder) -> Result<()> {
-        self.reviews
+        let n = self
+            .reviews
             .flush(recorder.store())
             .context("writing the review queue")?;
+        if n > 0 {
+            api::Versions::bump(&recorder.versions().reviews);
+        }
         Ok(())
     }
 
@@ -259,7 +263,8 @@ impl Alerter {
     ) -> Result<()> {
         for entry in profiles::model::event_entries(event) {
             if !profile.covers_entry(&entry) {
-                self.reviews
+                let seen = self
+                    .reviews
                     .observe(
                         recorder.store(),
                         &event.workload.id,
@@ -268,6 +273,9 @@ impl Alerter {
                         Some(alert_key),
                     )
                     .context("proposing an allow-list entry")?;
+                if seen.written {
+                    api::Versions::bump(&recorder.versions().reviews);
+                }
             }
         }
         Ok(())

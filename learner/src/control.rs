@@ -32,6 +32,7 @@ pub struct Control {
     alerts: Option<AlertStream>,
     evidence: Option<SharedEvidence>,
     pci_paths: Vec<String>,
+    versions: Arc<api::Versions>,
 }
 
 /// The evidence store as shared by the event loop (which appends) and the API (which reads).
@@ -47,7 +48,13 @@ pub const ACKS_TREE: &str = "alert_acks";
 impl Control {
     /// Over `recorder`; `runtime` is `None` when no agent runs (the CLI reading the store).
     pub fn new(recorder: SharedRecorder, runtime: Option<Arc<Mutex<AgentRuntime>>>) -> Control {
+        let versions = recorder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .versions()
+            .clone();
         Control {
+            versions,
             recorder,
             runtime,
             cgroup_mount: crate::attribution::cgroup::cgroup2_mount().ok(),
@@ -223,6 +230,7 @@ impl Agent for Control {
             )));
         }
         let approval = review::approve(r.store(), id, reviewer, comment, pattern, now_ns())?;
+        api::Versions::bump(&self.versions.reviews);
         r.apply_approval(&approval).map_err(internal)?;
         tracing::info!(workload = %approval.workload, entry = %approval.entry, %reviewer,
             "allow-list entry approved");
@@ -237,6 +245,7 @@ impl Agent for Control {
     ) -> Result<review::Proposal, ApiError> {
         let r = self.recorder();
         let p = review::reject(r.store(), id, reviewer, comment, now_ns())?;
+        api::Versions::bump(&self.versions.reviews);
         tracing::info!(workload = %p.workload, entry = %p.entry, %reviewer,
             "allow-list entry rejected");
         Ok(p)
@@ -262,6 +271,10 @@ impl Agent for Control {
 
     fn pci_paths(&self) -> Vec<String> {
         self.pci_paths.clone()
+    }
+
+    fn versions(&self) -> Option<&api::Versions> {
+        Some(&self.versions)
     }
 
     fn subscribe_alerts(&self) -> Option<tokio::sync::broadcast::Receiver<Alert>> {

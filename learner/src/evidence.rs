@@ -19,7 +19,7 @@ use profiles::Event;
 use crate::{control::SharedEvidence, recorder::now_ns};
 
 /// Events the channel holds before new ones are dropped.
-const BACKLOG: usize = 65_536;
+const BACKLOG: usize = 8192;
 /// How often buffered blocks old enough are written.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How often evidence past its retention is removed.

@@ -7,11 +7,12 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context as _, Result};
-use api::Settings;
+use api::{Settings, Versions};
 use profiles::{
     Event, EventDetail,
     bound::Limits,
@@ -86,6 +87,8 @@ pub struct Recorder {
     /// Changes made to stored profiles from outside learning (imports, approvals); scorers
     /// holding a copy read the profile again when this moves.
     pub changes: u64,
+    /// Change counters the API's cached answers follow.
+    versions: Arc<Versions>,
 }
 
 impl Recorder {
@@ -111,7 +114,13 @@ impl Recorder {
             recorded: 0,
             redactions: 0,
             changes: 0,
+            versions: Arc::default(),
         }
+    }
+
+    /// The change counters of profiles and the review queue.
+    pub fn versions(&self) -> &Arc<Versions> {
+        &self.versions
     }
 
     /// The store.
@@ -193,6 +202,7 @@ impl Recorder {
         self.store.save_rates([(key, &rates)])?;
         self.store.flush()?;
         self.changes += 1;
+        Versions::bump(&self.versions.profiles);
         if let Some(r) = self
             .profiles
             .get_mut(&key.workload)
@@ -227,6 +237,7 @@ impl Recorder {
         self.store.save_batch([(&key, &stored)])?;
         self.store.flush()?;
         self.changes += 1;
+        Versions::bump(&self.versions.profiles);
         Ok(Some(key))
     }
 
@@ -398,6 +409,7 @@ impl Recorder {
         res.used = self.seq;
         res.dirty = true;
         self.recorded += 1;
+        Versions::bump(&self.versions.profiles);
         Ok(true)
     }
 

@@ -1,7 +1,7 @@
 //! Profiles: list, show, export, import.
 
 use axum::{
-    Json,
+    Extension, Json,
     body::Bytes,
     extract::{Path, Query},
     http::header,
@@ -16,8 +16,9 @@ use utoipa::IntoParams;
 
 use super::AgentRef;
 use crate::{
-    ApiError, AuditRecord,
+    ApiError, AuditRecord, Versions,
     auth::Caller,
+    cache::{self, ResponseCache},
     summary::{self, ProfileListing, RevisionSummary},
 };
 
@@ -89,17 +90,22 @@ pub struct ProfileView {
               (status = 404, description = "No such workload or revision")))]
 pub async fn show(
     axum::extract::State(agent): AgentRef,
+    Extension(cache): Extension<ResponseCache>,
+    uri: axum::http::Uri,
     Path(workload): Path<String>,
     Query(sel): Query<Select>,
-) -> Result<Json<ProfileView>, ApiError> {
-    let (key, p) = load(agent.as_ref(), &workload, sel.revision.as_deref())?;
-    Ok(Json(ProfileView {
-        summary: RevisionSummary::of(&key.revision, &p, agent.now_ns(), &agent.settings()),
-        workload: key.workload,
-        revision: key.revision,
-        learning: p.learning,
-        profile: p.profile,
-    }))
+) -> Result<Response, ApiError> {
+    let version = agent.versions().map(|v| Versions::read(&v.profiles));
+    cache.serve(&uri.to_string(), version, || {
+        let (key, p) = load(agent.as_ref(), &workload, sel.revision.as_deref())?;
+        cache::json(&ProfileView {
+            summary: RevisionSummary::of(&key.revision, &p, agent.now_ns(), &agent.settings()),
+            workload: key.workload,
+            revision: key.revision,
+            learning: p.learning,
+            profile: p.profile,
+        })
+    })
 }
 
 /// The audit export of a workload's profile (JSON or YAML) with its SHA-256 content hash.

@@ -2,16 +2,21 @@
 //! broader pattern) or rejected by a named reviewer, every decision audited.
 
 use axum::{
-    Json,
+    Extension, Json,
     body::Bytes,
     extract::{Path, Query, State},
+    response::Response,
 };
 use profiles::review::{Approval, Proposal, State as ReviewState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{AgentRef, json_body};
-use crate::{Agent, ApiError, AuditRecord, auth::Caller};
+use crate::{
+    Agent, ApiError, AuditRecord, Versions,
+    auth::Caller,
+    cache::{self, ResponseCache},
+};
 
 /// Filters of the review queue.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -31,10 +36,15 @@ pub struct Filter {
               (status = 400, description = "Unknown state")))]
 pub async fn list(
     State(agent): AgentRef,
+    Extension(cache): Extension<ResponseCache>,
+    uri: axum::http::Uri,
     Query(f): Query<Filter>,
-) -> Result<Json<Vec<Proposal>>, ApiError> {
+) -> Result<Response, ApiError> {
     let state: Option<ReviewState> = f.state.as_deref().map(str::parse).transpose()?;
-    Ok(Json(agent.reviews(f.workload.as_deref(), state)?))
+    let version = agent.versions().map(|v| Versions::read(&v.reviews));
+    cache.serve(&uri.to_string(), version, || {
+        cache::json(&agent.reviews(f.workload.as_deref(), state)?)
+    })
 }
 
 /// One proposal, with its example events and the alerts it raised.

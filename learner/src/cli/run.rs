@@ -335,6 +335,12 @@ fn open_store(dir: &Path) -> anyhow::Result<Store> {
 
 /// The webhook's signing key: BASELINER_WEBHOOK_SECRET, else the configuration's secret file,
 /// else its secret.
+/// How often memory freed after API calls is given back to the system.
+const API_TRIM_EVERY: Duration = Duration::from_secs(2);
+
+/// Threads serving the API.
+const API_THREADS: usize = 2;
+
 /// How long API calls in flight may take to finish when the agent stops.
 const API_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -550,35 +556,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("starting the evidence writer")?,
         elastic,
     };
+    // The API has its own runtime and threads: a burst of API calls never holds up the event
+    // loop, and the event loop never holds up an API answer served from the cache.
+    let api_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(API_THREADS)
+        .thread_name("api")
+        .enable_all()
+        .build()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop_signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let api = api_rt.block_on(api::serve::ApiSocket::bind(&socket))?;
+    let mut servers =
+        vec![api_rt.spawn(api.serve(api::app(control.clone()), stop_signal(stopped.clone())))];
+    // Bursts of API calls leave freed buffers that glibc keeps: give them back now and then.
+    api_rt.spawn(async {
+        let mut every = tokio::time::interval(API_TRIM_EVERY);
+        loop {
+            every.tick().await;
+            // SAFETY: malloc_trim has no preconditions.
+            unsafe { libc::malloc_trim(0) };
+        }
+    });
+    if let Some(addr) = config.api.listen {
+        let listener = api_rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("cannot serve the API on {addr}"))?;
+        let auth = api::auth::Auth::Tokens(Arc::new(config.api.tokens.clone()));
+        let app = api::app_with(control.clone(), auth);
+        tracing::info!(%addr, tls = tcp_tls.is_some(), tokens = config.api.tokens.len(),
+            "serving the API on TCP");
+        servers.push(api_rt.spawn(api::serve::serve_tcp(
+            listener,
+            tcp_tls.clone(),
+            app,
+            stop_signal(stopped.clone()),
+        )));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let result = rt.block_on(async {
-        let api = api::serve::ApiSocket::bind(&socket).await?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let stop_signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let server =
-            tokio::spawn(api.serve(api::app(control.clone()), stop_signal(stopped.clone())));
-        let tcp = match config.api.listen {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot serve the API on {addr}"))?;
-                let auth = api::auth::Auth::Tokens(Arc::new(config.api.tokens.clone()));
-                let app = api::app_with(control.clone(), auth);
-                tracing::info!(%addr, tls = tcp_tls.is_some(), tokens = config.api.tokens.len(),
-                    "serving the API on TCP");
-                Some(tokio::spawn(api::serve::serve_tcp(
-                    listener,
-                    tcp_tls.clone(),
-                    app,
-                    stop_signal(stopped.clone()),
-                )))
-            }
-            None => None,
-        };
         let r = drive(&opts, duration, &mut learner).await;
         // A final flush, whatever the interval, with every buffered event.
         if let Some(w) = &mut learner.evidence {
@@ -592,9 +611,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         learner.last_flush = Instant::now() - learner.interval;
-        let r = learner.tick().and(r);
-        let _ = stop.send(true);
-        for server in std::iter::once(server).chain(tcp) {
+        learner.tick().and(r)
+    });
+    let _ = stop.send(true);
+    api_rt.block_on(async {
+        for server in servers {
             // Open live streams would hold a graceful shutdown forever: give calls in flight a
             // moment, then drop the rest with the runtime.
             match tokio::time::timeout(API_SHUTDOWN_GRACE, server).await {
@@ -603,8 +624,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 _ => {}
             }
         }
-        r
     });
+    api_rt.shutdown_timeout(API_SHUTDOWN_GRACE);
     // Dropping the runtime drops the API server's tasks and their handles on the recorder.
     drop(rt);
     let (stats, mut cap) = result?;
