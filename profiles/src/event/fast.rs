@@ -23,6 +23,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn ws(&mut self) {
+        // The lines this crate writes have no whitespace between tokens.
+        if !matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            return;
+        }
         while let Some(c) = self.b.get(self.i) {
             if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
                 break;
@@ -45,14 +49,7 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        let len = memchr::memchr2(b'"', b'\\', &self.b[start..])?;
-        // Control characters must be escaped in JSON (a branch-free minimum vectorises).
-        let lowest = self.b[start..start + len]
-            .iter()
-            .fold(0xff, |m, c| m.min(*c));
-        if self.b[start + len] != b'"' || lowest < 0x20 {
-            return None;
-        }
+        let len = string_len(&self.b[start..])?;
         self.i = start + len + 1;
         Some(&self.s[start..start + len])
     }
@@ -61,19 +58,26 @@ impl<'a> Cursor<'a> {
     fn int(&mut self) -> Option<u64> {
         self.ws();
         let start = self.i;
-        let mut v: u64 = 0;
-        while let Some(c @ b'0'..=b'9') = self.b.get(self.i) {
-            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-            self.i += 1;
-        }
-        let digits = self.i - start;
+        let digits = self.b[start..]
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(self.b.len() - start);
         // JSON forbids leading zeros; a fraction or exponent is not an integer here.
         if digits == 0
             || (digits > 1 && self.b[start] == b'0')
-            || matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E'))
+            || matches!(self.b.get(start + digits), Some(b'.' | b'e' | b'E'))
         {
             return None;
         }
+        // Up to 19 digits cannot overflow a u64; the 20th is checked.
+        let (head, tail) = self.b[start..start + digits].split_at(digits.min(19));
+        let mut v = head
+            .iter()
+            .fold(0u64, |v, c| v * 10 + u64::from(c - b'0'));
+        for c in tail {
+            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        }
+        self.i = start + digits;
         Some(v)
     }
 
@@ -134,6 +138,33 @@ impl<'a> Cursor<'a> {
             }
         }
     }
+}
+
+/// Length of a string's content up to its closing quote, when it has no escape and no control
+/// character (which JSON requires escaped); `None` otherwise, or when it is not closed.
+/// Eight bytes at a time: the first byte that is a quote, a backslash or below 0x20 decides.
+fn string_len(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        // A byte's high bit is set when it is zero (or below 0x20), and possibly in bytes
+        // above the first such byte (a borrow), never below it: the lowest one is exact.
+        let hit = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (x.wrapping_sub(ONES * 0x20) & !x);
+        let hit = hit & HIGH;
+        if hit != 0 {
+            let at = i + (hit.trailing_zeros() / 8) as usize;
+            return (b[at] == b'"').then_some(at);
+        }
+        i += 8;
+    }
+    let at = i + b[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    (b[at] == b'"').then_some(at)
 }
 
 /// Sets `slot` once; a second value is a duplicate field (not for the fast path).
@@ -452,4 +483,44 @@ pub(super) fn decode_plain<'a>(line: &'a str, event: &mut Event, argv: &mut Vec<
         Some(())
     };
     fill(&mut r, argv, event).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte-at-a-time definition `string_len` must agree with.
+    fn naive(b: &[u8]) -> Option<usize> {
+        let at = b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        (b[at] == b'"').then_some(at)
+    }
+
+    #[test]
+    fn string_len_agrees_with_a_byte_scan() {
+        // Every special byte at every position of strings up to 20 bytes, over fillers that
+        // sit next to the special ones (0x1f/0x20, 0x21/0x23 around '"', 0x5b/0x5d around
+        // '\\', 0x7f/0x80, 0xff), and a second special byte after the first.
+        let fillers = [b'a', 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff];
+        let specials = [b'"', b'\\', 0x00, 0x01, 0x1f, b'\n'];
+        for len in 0..20 {
+            for &f in &fillers {
+                let mut b = vec![f; len];
+                assert_eq!(string_len(&b), naive(&b), "{b:?}");
+                for at in 0..len {
+                    for &s in &specials {
+                        b[at] = s;
+                        assert_eq!(string_len(&b), naive(&b), "{b:?}");
+                        for after in at + 1..len {
+                            for &t in &specials {
+                                b[after] = t;
+                                assert_eq!(string_len(&b), naive(&b), "{b:?}");
+                                b[after] = f;
+                            }
+                        }
+                        b[at] = f;
+                    }
+                }
+            }
+        }
+    }
 }
