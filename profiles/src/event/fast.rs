@@ -23,6 +23,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn ws(&mut self) {
+        // The lines this crate writes have no whitespace between tokens.
+        if !matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            return;
+        }
         while let Some(c) = self.b.get(self.i) {
             if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
                 break;
@@ -45,14 +49,7 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        let len = memchr::memchr2(b'"', b'\\', &self.b[start..])?;
-        // Control characters must be escaped in JSON (a branch-free minimum vectorises).
-        let lowest = self.b[start..start + len]
-            .iter()
-            .fold(0xff, |m, c| m.min(*c));
-        if self.b[start + len] != b'"' || lowest < 0x20 {
-            return None;
-        }
+        let len = string_len(&self.b[start..])?;
         self.i = start + len + 1;
         Some(&self.s[start..start + len])
     }
@@ -61,11 +58,18 @@ impl<'a> Cursor<'a> {
     fn int(&mut self) -> Option<u64> {
         self.ws();
         let start = self.i;
-        let mut v: u64 = 0;
-        while let Some(c @ b'0'..=b'9') = self.b.get(self.i) {
-            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-            self.i += 1;
+        let b = &self.b[start..];
+        let (mut v, mut n) = (0u64, 0);
+        // Up to 19 digits cannot overflow a u64; any further digit is checked.
+        while n < b.len().min(19) && b[n].is_ascii_digit() {
+            v = v * 10 + u64::from(b[n] - b'0');
+            n += 1;
         }
+        while let Some(c @ b'0'..=b'9') = b.get(n) {
+            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            n += 1;
+        }
+        self.i = start + n;
         let digits = self.i - start;
         // JSON forbids leading zeros; a fraction or exponent is not an integer here.
         if digits == 0
@@ -95,16 +99,53 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    /// `{ "key": value, ... }`, calling `field` after each key with the cursor on its value.
-    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+    /// `{ "key": value, ... }` with keys from `keys`, calling `field` after each key with the
+    /// cursor on its value; an unknown key is a `None`.
+    ///
+    /// Keys are matched as written (`"key":`), searching from the one after the previous key,
+    /// so keys in the order of `keys` cost one comparison each; a key written any other way
+    /// (with whitespace around it) is read as a string and looked up.
+    fn object<K: Copy>(
+        &mut self,
+        keys: &[(K, &[u8])],
+        mut field: impl FnMut(&mut Self, K) -> Option<()>,
+    ) -> Option<()> {
         self.eat(b'{')?;
         if self.eat(b'}').is_some() {
             return Some(());
         }
+        let mut next = 0;
         loop {
-            let key = self.string()?;
-            self.eat(b':')?;
-            field(self, key)?;
+            self.ws();
+            let rest = &self.b[self.i..];
+            let second = rest.get(1).copied();
+            let mut found = None;
+            let mut j = next;
+            for _ in 0..keys.len() {
+                if j == keys.len() {
+                    j = 0;
+                }
+                let written = keys[j].1;
+                if written.get(1).copied() == second && rest.starts_with(written) {
+                    found = Some(j);
+                    break;
+                }
+                j += 1;
+            }
+            let at = match found {
+                Some(at) => {
+                    self.i += keys[at].1.len();
+                    at
+                }
+                None => {
+                    let key = self.string()?.as_bytes();
+                    self.eat(b':')?;
+                    keys.iter()
+                        .position(|(_, written)| &written[1..written.len() - 2] == key)?
+                }
+            };
+            next = at + 1;
+            field(self, keys[at].0)?;
             match self.peek()? {
                 b',' => self.i += 1,
                 b'}' => {
@@ -134,6 +175,35 @@ impl<'a> Cursor<'a> {
             }
         }
     }
+}
+
+/// Length of a string's content up to its closing quote, when it has no escape and no control
+/// character (which JSON requires escaped); `None` otherwise, or when it is not closed.
+/// Eight bytes at a time: the first byte that is a quote, a backslash or below 0x20 decides.
+fn string_len(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        // A byte's high bit is set when it is zero (or below 0x20), and possibly in bytes
+        // above the first such byte (a borrow), never below it: the lowest one is exact.
+        let hit = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (x.wrapping_sub(ONES * 0x20) & !x);
+        let hit = hit & HIGH;
+        if hit != 0 {
+            let at = i + (hit.trailing_zeros() / 8) as usize;
+            return (b[at] == b'"').then_some(at);
+        }
+        i += 8;
+    }
+    let at = i + b[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    (b[at] == b'"').then_some(at)
 }
 
 /// Sets `slot` once; a second value is a duplicate field (not for the fast path).
@@ -210,40 +280,133 @@ struct Raw<'a> {
     ids: Option<Vec<Option<u32>>>,
 }
 
+/// A workload field.
+#[derive(Clone, Copy)]
+enum WorkloadKey {
+    Id,
+    CgroupId,
+    Cgroup,
+    Runtime,
+    ContainerId,
+    PodUid,
+    Unit,
+}
+
+/// The keys of [`WorkloadKey`] as this crate writes them, in its order.
+const WORKLOAD_KEYS: &[(WorkloadKey, &[u8])] = &[
+    (WorkloadKey::Id, b"\"id\":"),
+    (WorkloadKey::CgroupId, b"\"cgroup_id\":"),
+    (WorkloadKey::Cgroup, b"\"cgroup\":"),
+    (WorkloadKey::Runtime, b"\"runtime\":"),
+    (WorkloadKey::ContainerId, b"\"container_id\":"),
+    (WorkloadKey::PodUid, b"\"pod_uid\":"),
+    (WorkloadKey::Unit, b"\"unit\":"),
+];
+
+/// An event field.
+#[derive(Clone, Copy)]
+enum EventKey {
+    Schema,
+    TsNs,
+    Workload,
+    Pid,
+    Tid,
+    Ppid,
+    Uid,
+    Gid,
+    Comm,
+    Exe,
+    ParentExe,
+    Existing,
+    Blocked,
+    Kind,
+    Filename,
+    Argv,
+    ArgvTruncated,
+    ArgvUnknown,
+    Path,
+    Flags,
+    Access,
+    PathTruncated,
+    Family,
+    Protocol,
+    Addr,
+    Port,
+    Request,
+    RequestName,
+    TargetPid,
+    Call,
+    Ids,
+}
+
+/// The keys of [`EventKey`] as this crate writes them, in its order.
+const EVENT_KEYS: &[(EventKey, &[u8])] = &[
+    (EventKey::Schema, b"\"schema\":"),
+    (EventKey::TsNs, b"\"ts_ns\":"),
+    (EventKey::Workload, b"\"workload\":"),
+    (EventKey::Pid, b"\"pid\":"),
+    (EventKey::Tid, b"\"tid\":"),
+    (EventKey::Ppid, b"\"ppid\":"),
+    (EventKey::Uid, b"\"uid\":"),
+    (EventKey::Gid, b"\"gid\":"),
+    (EventKey::Comm, b"\"comm\":"),
+    (EventKey::Exe, b"\"exe\":"),
+    (EventKey::ParentExe, b"\"parent_exe\":"),
+    (EventKey::Existing, b"\"existing\":"),
+    (EventKey::Blocked, b"\"blocked\":"),
+    (EventKey::Kind, b"\"kind\":"),
+    (EventKey::Filename, b"\"filename\":"),
+    (EventKey::Argv, b"\"argv\":"),
+    (EventKey::ArgvTruncated, b"\"argv_truncated\":"),
+    (EventKey::ArgvUnknown, b"\"argv_unknown\":"),
+    (EventKey::Path, b"\"path\":"),
+    (EventKey::Flags, b"\"flags\":"),
+    (EventKey::Access, b"\"access\":"),
+    (EventKey::PathTruncated, b"\"path_truncated\":"),
+    (EventKey::Family, b"\"family\":"),
+    (EventKey::Protocol, b"\"protocol\":"),
+    (EventKey::Addr, b"\"addr\":"),
+    (EventKey::Port, b"\"port\":"),
+    (EventKey::Request, b"\"request\":"),
+    (EventKey::RequestName, b"\"request_name\":"),
+    (EventKey::TargetPid, b"\"target_pid\":"),
+    (EventKey::Call, b"\"call\":"),
+    (EventKey::Ids, b"\"ids\":"),
+];
+
 fn workload<'a>(c: &mut Cursor<'a>) -> Option<RawWorkload<'a>> {
     let mut w = RawWorkload::default();
-    c.object(|c, key| match key {
-        "id" => once(&mut w.id, c.string()?),
-        "cgroup_id" => once(&mut w.cgroup_id, c.int()?),
-        "cgroup" => once(&mut w.cgroup, c.string()?),
-        "runtime" => once(&mut w.runtime, opt_str(c)?),
-        "container_id" => once(&mut w.container_id, opt_str(c)?),
-        "pod_uid" => once(&mut w.pod_uid, opt_str(c)?),
-        "unit" => once(&mut w.unit, opt_str(c)?),
-        _ => None,
+    c.object(WORKLOAD_KEYS, |c, key| match key {
+        WorkloadKey::Id => once(&mut w.id, c.string()?),
+        WorkloadKey::CgroupId => once(&mut w.cgroup_id, c.int()?),
+        WorkloadKey::Cgroup => once(&mut w.cgroup, c.string()?),
+        WorkloadKey::Runtime => once(&mut w.runtime, opt_str(c)?),
+        WorkloadKey::ContainerId => once(&mut w.container_id, opt_str(c)?),
+        WorkloadKey::PodUid => once(&mut w.pod_uid, opt_str(c)?),
+        WorkloadKey::Unit => once(&mut w.unit, opt_str(c)?),
     })?;
     Some(w)
 }
 
 fn parse<'a>(c: &mut Cursor<'a>, argv: &mut Vec<&'a str>) -> Option<Raw<'a>> {
     let mut r = Raw::default();
-    c.object(|c, key| match key {
-        "schema" => once(&mut r.schema, int(c)?),
-        "ts_ns" => once(&mut r.ts_ns, c.int()?),
-        "workload" => once(&mut r.workload, workload(c)?),
-        "pid" => once(&mut r.pid, int(c)?),
-        "tid" => once(&mut r.tid, int(c)?),
-        "ppid" => once(&mut r.ppid, int(c)?),
-        "uid" => once(&mut r.uid, int(c)?),
-        "gid" => once(&mut r.gid, int(c)?),
-        "comm" => once(&mut r.comm, c.string()?),
-        "exe" => once(&mut r.exe, opt_str(c)?),
-        "parent_exe" => once(&mut r.parent_exe, opt_str(c)?),
-        "existing" => once(&mut r.existing, boolean(c)?),
-        "blocked" => once(&mut r.blocked, boolean(c)?),
-        "kind" => once(&mut r.kind, c.string()?),
-        "filename" => once(&mut r.filename, c.string()?),
-        "argv" => {
+    c.object(EVENT_KEYS, |c, key| match key {
+        EventKey::Schema => once(&mut r.schema, int(c)?),
+        EventKey::TsNs => once(&mut r.ts_ns, c.int()?),
+        EventKey::Workload => once(&mut r.workload, workload(c)?),
+        EventKey::Pid => once(&mut r.pid, int(c)?),
+        EventKey::Tid => once(&mut r.tid, int(c)?),
+        EventKey::Ppid => once(&mut r.ppid, int(c)?),
+        EventKey::Uid => once(&mut r.uid, int(c)?),
+        EventKey::Gid => once(&mut r.gid, int(c)?),
+        EventKey::Comm => once(&mut r.comm, c.string()?),
+        EventKey::Exe => once(&mut r.exe, opt_str(c)?),
+        EventKey::ParentExe => once(&mut r.parent_exe, opt_str(c)?),
+        EventKey::Existing => once(&mut r.existing, boolean(c)?),
+        EventKey::Blocked => once(&mut r.blocked, boolean(c)?),
+        EventKey::Kind => once(&mut r.kind, c.string()?),
+        EventKey::Filename => once(&mut r.filename, c.string()?),
+        EventKey::Argv => {
             let start = argv.len();
             c.array(|c| {
                 argv.push(c.string()?);
@@ -251,21 +414,21 @@ fn parse<'a>(c: &mut Cursor<'a>, argv: &mut Vec<&'a str>) -> Option<Raw<'a>> {
             })?;
             once(&mut r.argv, (start, argv.len()))
         }
-        "argv_truncated" => once(&mut r.argv_truncated, boolean(c)?),
-        "argv_unknown" => once(&mut r.argv_unknown, boolean(c)?),
-        "path" => once(&mut r.path, c.string()?),
-        "flags" => once(&mut r.flags, int(c)?),
-        "access" => once(&mut r.access, c.string()?),
-        "path_truncated" => once(&mut r.path_truncated, boolean(c)?),
-        "family" => once(&mut r.family, c.string()?),
-        "protocol" => once(&mut r.protocol, c.string()?),
-        "addr" => once(&mut r.addr, c.string()?),
-        "port" => once(&mut r.port, int(c)?),
-        "request" => once(&mut r.request, c.int()?),
-        "request_name" => once(&mut r.request_name, c.string()?),
-        "target_pid" => once(&mut r.target_pid, int(c)?),
-        "call" => once(&mut r.call, c.string()?),
-        "ids" => {
+        EventKey::ArgvTruncated => once(&mut r.argv_truncated, boolean(c)?),
+        EventKey::ArgvUnknown => once(&mut r.argv_unknown, boolean(c)?),
+        EventKey::Path => once(&mut r.path, c.string()?),
+        EventKey::Flags => once(&mut r.flags, int(c)?),
+        EventKey::Access => once(&mut r.access, c.string()?),
+        EventKey::PathTruncated => once(&mut r.path_truncated, boolean(c)?),
+        EventKey::Family => once(&mut r.family, c.string()?),
+        EventKey::Protocol => once(&mut r.protocol, c.string()?),
+        EventKey::Addr => once(&mut r.addr, c.string()?),
+        EventKey::Port => once(&mut r.port, int(c)?),
+        EventKey::Request => once(&mut r.request, c.int()?),
+        EventKey::RequestName => once(&mut r.request_name, c.string()?),
+        EventKey::TargetPid => once(&mut r.target_pid, int(c)?),
+        EventKey::Call => once(&mut r.call, c.string()?),
+        EventKey::Ids => {
             let mut ids = Vec::new();
             c.array(|c| {
                 ids.push(match c.scalar()? {
@@ -277,7 +440,6 @@ fn parse<'a>(c: &mut Cursor<'a>, argv: &mut Vec<&'a str>) -> Option<Raw<'a>> {
             })?;
             once(&mut r.ids, ids)
         }
-        _ => None,
     })?;
     c.ws();
     (c.i == c.b.len()).then_some(r)
@@ -452,4 +614,46 @@ pub(super) fn decode_plain<'a>(line: &'a str, event: &mut Event, argv: &mut Vec<
         Some(())
     };
     fill(&mut r, argv, event).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte-at-a-time definition `string_len` must agree with.
+    fn naive(b: &[u8]) -> Option<usize> {
+        let at = b
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        (b[at] == b'"').then_some(at)
+    }
+
+    #[test]
+    fn string_len_agrees_with_a_byte_scan() {
+        // Every special byte at every position of strings up to 20 bytes, over fillers that
+        // sit next to the special ones (0x1f/0x20, 0x21/0x23 around '"', 0x5b/0x5d around
+        // '\\', 0x7f/0x80, 0xff), and a second special byte after the first.
+        let fillers = [b'a', 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff];
+        let specials = [b'"', b'\\', 0x00, 0x01, 0x1f, b'\n'];
+        for len in 0..20 {
+            for &f in &fillers {
+                let mut b = vec![f; len];
+                assert_eq!(string_len(&b), naive(&b), "{b:?}");
+                for at in 0..len {
+                    for &s in &specials {
+                        b[at] = s;
+                        assert_eq!(string_len(&b), naive(&b), "{b:?}");
+                        for after in at + 1..len {
+                            for &t in &specials {
+                                b[after] = t;
+                                assert_eq!(string_len(&b), naive(&b), "{b:?}");
+                                b[after] = f;
+                            }
+                        }
+                        b[at] = f;
+                    }
+                }
+            }
+        }
+    }
 }
