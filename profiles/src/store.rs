@@ -393,5 +393,39 @@ impl Store {
     }
 }
 
+/// Temporary store directories for the crate's tests.
+#[cfg(test)]
+pub(crate) mod temp {
+    use std::path::PathBuf;
+
+    /// A directory removed when dropped.
+    pub(crate) struct TempDir(pub(crate) PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(label: &str) -> TempDir {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let p = std::env::temp_dir().join(format!(
+                "baseliner-test-{label}-{}-{nanos}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            TempDir(p)
+        }
+
+        /// The store in this directory (waiting for a previous holder to let go).
+        pub(crate) fn open(&self) -> super::Store {
+            super::Store::open_waiting(&self.0, std::time::Duration::from_secs(10)).unwrap()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

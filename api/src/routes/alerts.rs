@@ -13,7 +13,7 @@ use scorer::alert::{Ack, Alert, Severity};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{AgentRef, json_body};
+use super::{AgentRef, json_body_or_default};
 use crate::{ApiError, AuditRecord, auth::Caller};
 
 /// Filters of `GET /v1/alerts` and the live stream.
@@ -125,11 +125,7 @@ pub async fn acknowledge(
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Json<Alert>, ApiError> {
-    let req: AckRequest = if body.is_empty() {
-        AckRequest::default()
-    } else {
-        json_body(&body)?
-    };
+    let req: AckRequest = json_body_or_default(&body)?;
     let now = agent.now_ns();
     let ack = Ack {
         by: who.name.clone(),

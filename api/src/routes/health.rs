@@ -175,85 +175,110 @@ fn runtime(m: &mut Exposition, rt: &crate::AgentRuntime) {
             }
         }
     }
-    m.single(
-        "baseliner_ring_pending_bytes",
-        "gauge",
-        "Bytes written to the ring buffer and not yet read, at the last read.",
-        rt.ring.pending_bytes as f64,
-    );
-    m.single(
-        "baseliner_ring_capacity_bytes",
-        "gauge",
-        "Size of the ring buffer.",
-        rt.ring.capacity_bytes as f64,
-    );
-    m.single(
-        "baseliner_evidence_dropped_total",
-        "counter",
-        "Events not kept in the evidence store.",
-        rt.evidence_dropped as f64,
-    );
-    m.single(
-        "baseliner_events_recorded_total",
-        "counter",
-        "Events recorded into profiles.",
-        rt.recorded as f64,
-    );
-    let a = &rt.alerts;
-    for (name, help, v) in [
+    const G: &str = "gauge";
+    const C: &str = "counter";
+    let (a, e) = (&rt.alerts, &rt.enforcement);
+    let scalars: [(&str, &str, &str, f64); 16] = [
+        (
+            "baseliner_ring_pending_bytes",
+            G,
+            "Bytes written to the ring buffer and not yet read, at the last read.",
+            rt.ring.pending_bytes as f64,
+        ),
+        (
+            "baseliner_ring_capacity_bytes",
+            G,
+            "Size of the ring buffer.",
+            rt.ring.capacity_bytes as f64,
+        ),
+        (
+            "baseliner_evidence_dropped_total",
+            C,
+            "Events not kept in the evidence store.",
+            rt.evidence_dropped as f64,
+        ),
+        (
+            "baseliner_events_recorded_total",
+            C,
+            "Events recorded into profiles.",
+            rt.recorded as f64,
+        ),
         (
             "baseliner_events_scored_total",
+            C,
             "Events of alerting workloads scored.",
-            a.scored,
+            a.scored as f64,
         ),
         (
             "baseliner_alerts_raised_total",
+            C,
             "New alerts raised.",
-            a.raised,
+            a.raised as f64,
         ),
         (
             "baseliner_alert_repeats_total",
+            C,
             "Repeats counted on alerts already raised.",
-            a.repeats,
+            a.repeats as f64,
         ),
         (
             "baseliner_deliveries_total",
+            C,
             "Alert deliveries a receiver took.",
-            a.delivered,
+            a.delivered as f64,
         ),
         (
             "baseliner_delivery_failures_total",
+            C,
             "Failed alert delivery attempts.",
-            a.failed,
+            a.failed as f64,
         ),
-    ] {
-        m.single(name, "counter", help, v as f64);
+        (
+            "baseliner_outbox_depth",
+            G,
+            "Alerts waiting in the outbox for delivery.",
+            a.pending as f64,
+        ),
+        (
+            "baseliner_exec_killed_total",
+            C,
+            "Execs the kernel killed in enforce mode.",
+            e.kernel.exec_killed as f64,
+        ),
+        (
+            "baseliner_connect_denied_total",
+            C,
+            "Connects the kernel refused in enforce mode.",
+            e.kernel.connect_denied as f64,
+        ),
+        (
+            "baseliner_canary_failures_total",
+            C,
+            "Enforcement canary runs that failed.",
+            e.canary_failures as f64,
+        ),
+        (
+            "baseliner_start_time_seconds",
+            G,
+            "When the agent started, Unix time.",
+            rt.started_ns as f64 / 1e9,
+        ),
+        (
+            "baseliner_events_not_recorded_total",
+            C,
+            "Events that could not be recorded.",
+            rt.not_recorded as f64,
+        ),
+        (
+            "baseliner_redactions_total",
+            C,
+            "Secrets removed from arguments before recording.",
+            rt.redactions as f64,
+        ),
+    ];
+    for (name, kind, help, value) in scalars {
+        m.single(name, kind, help, value);
     }
-    m.single(
-        "baseliner_outbox_depth",
-        "gauge",
-        "Alerts waiting in the outbox for delivery.",
-        a.pending as f64,
-    );
-    let e = &rt.enforcement;
-    m.single(
-        "baseliner_exec_killed_total",
-        "counter",
-        "Execs the kernel killed in enforce mode.",
-        e.kernel.exec_killed as f64,
-    );
-    m.single(
-        "baseliner_connect_denied_total",
-        "counter",
-        "Connects the kernel refused in enforce mode.",
-        e.kernel.connect_denied as f64,
-    );
-    m.single(
-        "baseliner_canary_failures_total",
-        "counter",
-        "Enforcement canary runs that failed.",
-        e.canary_failures as f64,
-    );
     if let Some(es) = &rt.elasticsearch {
         let n = |k: &str| es.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
         for (name, key, help) in [
@@ -276,12 +301,6 @@ fn runtime(m: &mut Exposition, rt: &crate::AgentRuntime) {
             m.single(name, "counter", help, n(key));
         }
     }
-    m.single(
-        "baseliner_start_time_seconds",
-        "gauge",
-        "When the agent started, Unix time.",
-        rt.started_ns as f64 / 1e9,
-    );
 }
 
 /// This process's CPU time and resident memory.

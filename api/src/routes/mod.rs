@@ -168,6 +168,17 @@ pub fn operations(
     .flatten()
 }
 
+/// [`json_body`], or the default when the body is empty (every field optional).
+fn json_body_or_default<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if body.is_empty() {
+        Ok(T::default())
+    } else {
+        json_body(body)
+    }
+}
+
 /// Parses a JSON object body with an error that says what is wrong (an array, which serde
 /// would read field by field, is refused too).
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -11,7 +11,7 @@ use profiles::review::{Approval, Proposal, State as ReviewState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{AgentRef, json_body};
+use super::{AgentRef, json_body, json_body_or_default};
 use crate::{
     Agent, ApiError, AuditRecord, Versions,
     auth::Caller,
@@ -71,14 +71,6 @@ pub struct DecisionRequest {
     /// `*` for any). It must cover the proposed entry. Not allowed when rejecting.
     #[serde(default)]
     pattern: Option<String>,
-}
-
-fn decision(body: &[u8]) -> Result<DecisionRequest, ApiError> {
-    if body.is_empty() {
-        Ok(DecisionRequest::default())
-    } else {
-        json_body(body)
-    }
 }
 
 /// Approves, audits; the entry the profile gained.
@@ -149,7 +141,7 @@ pub async fn approve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Approval>, ApiError> {
-    let req = decision(&body)?;
+    let req: DecisionRequest = json_body_or_default(&body)?;
     Ok(Json(approve_one(agent.as_ref(), &who.name, &id, &req)?))
 }
 
@@ -166,7 +158,7 @@ pub async fn reject(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Proposal>, ApiError> {
-    let req = decision(&body)?;
+    let req: DecisionRequest = json_body_or_default(&body)?;
     Ok(Json(reject_one(agent.as_ref(), &who.name, &id, &req)?))
 }
 

@@ -1,30 +1,8 @@
 use std::{io::BufRead, path::PathBuf};
 
 use super::*;
+use crate::store::temp::TempDir;
 use crate::{Family, Protocol, SCHEMA_VERSION};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "baseliner-evidence-{label}-{}-{nanos}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const SEC: u64 = 1_000_000_000;
 const T0: u64 = 1_795_000_000 * SEC;

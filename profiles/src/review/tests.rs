@@ -1,8 +1,7 @@
 //! The review queue against a real sled store in a temporary directory.
 
-use std::{path::PathBuf, time::Duration};
-
 use super::*;
+use crate::store::temp::TempDir;
 use crate::{
     event::{Endpoint, EventDetail, SCHEMA_VERSION, Workload},
     model::event_entries,
@@ -10,32 +9,6 @@ use crate::{
 
 const WEB: &str = "/system.slice/web.service";
 const DB: &str = "/system.slice/db.service";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let p = std::env::temp_dir().join(format!(
-            "baseliner-review-{label}-{}-{nanos}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        TempDir(p)
-    }
-
-    fn open(&self) -> Store {
-        Store::open_waiting(&self.0, Duration::from_secs(10)).unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn event(workload: &str, ts_ns: u64, pid: u32, detail: EventDetail) -> Event {
     Event {

@@ -1,34 +1,10 @@
 //! The store against a real sled database in a temporary directory.
 
-use std::path::PathBuf;
-
-use super::*;
+use super::{temp::TempDir, *};
 use crate::{
     Access,
     model::{EntryKind, FileEntry, Seen},
 };
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let p = std::env::temp_dir().join(format!(
-            "baseliner-store-{label}-{}-{nanos}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn stored(path: &str, count: u64) -> StoredProfile {
     let mut profile = Profile::default();
@@ -54,13 +30,13 @@ fn profiles_survive_reopening() {
     let a = ProfileKey::new("/system.slice/a.service", "rev1").unwrap();
     let b = ProfileKey::new("/system.slice/b.service", "rev1").unwrap();
     {
-        let store = Store::open_waiting(&dir.0, std::time::Duration::from_secs(10)).unwrap();
+        let store = dir.open();
         store
             .save_batch([(&a, &stored("/etc/a", 1)), (&b, &stored("/etc/b", 2))])
             .unwrap();
         store.flush().unwrap();
     }
-    let store = Store::open_waiting(&dir.0, std::time::Duration::from_secs(10)).unwrap();
+    let store = dir.open();
     assert_eq!(store.load(&a).unwrap(), Some(stored("/etc/a", 1)));
     assert_eq!(store.load(&b).unwrap(), Some(stored("/etc/b", 2)));
     assert_eq!(store.keys().unwrap(), vec![a.clone(), b]);
@@ -72,12 +48,12 @@ fn profiles_survive_reopening() {
 fn modes_are_durable_and_listed() {
     let dir = TempDir::new("modes");
     {
-        let store = Store::open_waiting(&dir.0, std::time::Duration::from_secs(10)).unwrap();
+        let store = dir.open();
         assert_eq!(store.mode("/w").unwrap(), None);
         store.set_mode("/w", Mode::Alert).unwrap();
         store.set_mode("/v", Mode::Enforce).unwrap();
     }
-    let store = Store::open_waiting(&dir.0, std::time::Duration::from_secs(10)).unwrap();
+    let store = dir.open();
     assert_eq!(store.mode("/w").unwrap(), Some(Mode::Alert));
     assert_eq!(
         store.modes().unwrap(),
@@ -102,7 +78,7 @@ fn bad_names_and_corrupt_values_are_clear_errors() {
         })
     ));
     let dir = TempDir::new("corrupt");
-    let store = Store::open_waiting(&dir.0, std::time::Duration::from_secs(10)).unwrap();
+    let store = dir.open();
     let key = ProfileKey::new("/w", "r").unwrap();
     store
         .profiles
@@ -121,7 +97,7 @@ const CODEC_VERSION_FOR_TEST: u8 = crate::codec::CODEC_VERSION;
 fn a_second_process_cannot_open_the_same_store() {
     // sled holds an exclusive lock: a second open in this process fails too.
     let dir = TempDir::new("lock");
-    let _first = Store::open_waiting(&dir.0, std::time::Duration::from_secs(10)).unwrap();
+    let _first = dir.open();
     let second = Store::open(&dir.0);
     assert!(second.is_err(), "the store must be owned by one holder");
 }

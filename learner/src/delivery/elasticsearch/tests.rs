@@ -1,7 +1,4 @@
-use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
-    path::PathBuf,
-};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use profiles::{
     Access, Endpoint, EventDetail, Family, Protocol, SCHEMA_VERSION, Workload,
@@ -321,29 +318,6 @@ fn handle(st: &Mutex<State>, req: Req) -> (u16, Value) {
 // ---------------------------------------------------------------------------------------------
 // Evidence.
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "baseliner-es-{label}-{}-{nanos}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn workload(id: &str) -> Workload {
     Workload {
         id: id.into(),
@@ -563,12 +537,12 @@ fn bad_configs_are_rejected_with_a_clear_message() {
     parse("url = \"http://127.0.0.1:9200\"\napi_key = \"k\"").unwrap();
     parse("url = \"http://[::1]:9200\"\nusername = \"u\"\npassword = \"p\"").unwrap();
     // The exporter refuses what validate refuses, and a missing CA file.
-    let dir = TempDir::new("config");
-    let store = Store::open(&dir.0).unwrap();
+    let dir = tempfile::TempDir::with_prefix("baseliner-es-config-").unwrap();
+    let store = Store::open(&dir.path()).unwrap();
     let err = ElasticExporter::new(config("ftp://x", 1), &store).unwrap_err();
     assert!(err.to_string().contains("http or https"), "{err}");
     let mut c = config("https://127.0.0.1:9200", 1);
-    c.ca_file = Some(dir.0.join("missing.pem"));
+    c.ca_file = Some(dir.path().join("missing.pem"));
     let err = ElasticExporter::new(c, &store).unwrap_err().to_string();
     assert!(err.contains("cannot use ca_file"), "{err}");
 }
@@ -588,8 +562,8 @@ fn debug_hides_the_password_and_the_api_key() {
     c.api_key = Some("VnVhQ2ZHY0JDZGJrU=secret".into());
     let shown = format!("{c:?}");
     assert!(!shown.contains("VnVhQ2ZHY0JDZGJrU"), "{shown}");
-    let dir = TempDir::new("debug");
-    let store = Store::open(&dir.0).unwrap();
+    let dir = tempfile::TempDir::with_prefix("baseliner-es-debug-").unwrap();
+    let store = Store::open(&dir.path()).unwrap();
     let x = ElasticExporter::new(c, &store).unwrap();
     assert!(!format!("{x:?}").contains("VnVhQ2ZHY0JDZGJrU"));
 }
@@ -632,8 +606,8 @@ fn documents_indices_and_ids() {
 #[tokio::test]
 async fn template_first_then_every_event_once_in_order_across_batches() {
     let es = Receiver::start().await;
-    let dir = TempDir::new("all");
-    let store = Store::open(&dir.0).unwrap();
+    let dir = tempfile::TempDir::with_prefix("baseliner-es-all-").unwrap();
+    let store = Store::open(&dir.path()).unwrap();
     let ev = evidence_with(&store, (0..37).map(|i| event(i, T0)));
     let written = all_written(&ev);
     assert_eq!(written.len(), 37);
@@ -718,8 +692,8 @@ async fn template_first_then_every_event_once_in_order_across_batches() {
 #[tokio::test]
 async fn max_batch_bytes_cuts_batches_and_the_cursor_follows() {
     let es = Receiver::start().await;
-    let dir = TempDir::new("bytes");
-    let store = Store::open(&dir.0).unwrap();
+    let dir = tempfile::TempDir::with_prefix("baseliner-es-bytes-").unwrap();
+    let store = Store::open(&dir.path()).unwrap();
     let ev = evidence_with(&store, (0..23).map(|i| event(i, T0)));
     let mut c = config(&es.url, 1000);
     c.max_batch_bytes = 2000; // a few documents per request
@@ -748,8 +722,8 @@ async fn unavailable_twice_then_every_event_once_and_the_cursor_only_after_succe
     es.state()
         .bulk_script
         .extend([Answer::Status(503), Answer::Status(429)]);
-    let dir = TempDir::new("retry");
-    let store = Store::open(&dir.0).unwrap();
+    let dir = tempfile::TempDir::with_prefix("baseliner-es-retry-").unwrap();
+    let store = Store::open(&dir.path()).unwrap();
     let ev = evidence_with(&store, (0..9).map(|i| event(i, T0)));
     let mut x = ElasticExporter::new(config(&es.url, 100), &store)
         .unwrap()
@@ -811,8 +785,8 @@ async fn unavailable_twice_then_every_event_once_and_the_cursor_only_after_succe
 async fn an_item_answered_429_retries_the_batch_and_409s_count_as_delivered() {
     let es = Receiver::start().await;
     es.state().item_429s = 1;
-    let dir = TempDir::new("item429");
-    let store = Store::open(&dir.0).unwrap();
+    let dir = tempfile::TempDir::with_prefix("baseliner-es-item429-").unwrap();
+    let store = Store::open(&dir.path()).unwrap();
     let ev = evidence_with(&store, (0..6).map(|i| event(i, T0)));
     let mut x = ElasticExporter::new(config(&es.url, 100), &store)
         .unwrap()
@@ -845,8 +819,8 @@ async fn an_item_answered_429_retries_the_batch_and_409s_count_as_delivered() {
 #[tokio::test]
 async fn a_batch_sent_again_after_a_lost_cursor_creates_no_duplicates() {
     let es = Receiver::start().await;
-    let dir = TempDir::new("resend");
-    let store = Store::open(&dir.0).unwrap();
+    let dir = tempfile::TempDir::with_prefix("baseliner-es-resend-").unwrap();
+    let store = Store::open(&dir.path()).unwrap();
     let ev = evidence_with(&store, (0..12).map(|i| event(i, T0)));
     let mut x = ElasticExporter::new(config(&es.url, 5), &store)
         .unwrap()
@@ -892,8 +866,8 @@ async fn a_mapping_error_is_rejected_counted_and_the_pipeline_goes_on() {
             "failed to parse field [request] of type [long]",
         ))
     }));
-    let dir = TempDir::new("reject");
-    let store = Store::open(&dir.0).unwrap();
+    let dir = tempfile::TempDir::with_prefix("baseliner-es-reject-").unwrap();
+    let store = Store::open(&dir.path()).unwrap();
     let ev = evidence_with(&store, (0..20).map(|i| event(i, T0)));
     let written = all_written(&ev);
     let ptraces = written
@@ -937,10 +911,10 @@ async fn a_mapping_error_is_rejected_counted_and_the_pipeline_goes_on() {
 #[tokio::test]
 async fn the_cursor_survives_a_reopen_and_nothing_is_sent_twice() {
     let es = Receiver::start().await;
-    let dir = TempDir::new("reopen");
+    let dir = tempfile::TempDir::with_prefix("baseliner-es-reopen-").unwrap();
     let first_end;
     {
-        let store = Store::open(&dir.0).unwrap();
+        let store = Store::open(&dir.path()).unwrap();
         let ev = evidence_with(&store, (0..10).map(|i| event(i, T0)));
         let mut x = ElasticExporter::new(config(&es.url, 4), &store)
             .unwrap()
@@ -950,7 +924,7 @@ async fn the_cursor_survives_a_reopen_and_nothing_is_sent_twice() {
         assert!(first_end.is_some());
     }
     assert_eq!(es.state().docs.len(), 10);
-    let store = Store::open_waiting(&dir.0, Duration::from_secs(10)).unwrap();
+    let store = Store::open_waiting(&dir.path(), Duration::from_secs(10)).unwrap();
     assert_eq!(load_cursor(&store).unwrap(), first_end);
     let ev = evidence_with(&store, (10..17).map(|i| event(i, T0)));
     let mut x = ElasticExporter::new(config(&es.url, 4), &store)
@@ -975,8 +949,8 @@ async fn the_cursor_survives_a_reopen_and_nothing_is_sent_twice() {
 #[tokio::test]
 async fn credentials_are_sent_as_configured() {
     let es = Receiver::start().await;
-    let dir = TempDir::new("auth");
-    let store = Store::open(&dir.0).unwrap();
+    let dir = tempfile::TempDir::with_prefix("baseliner-es-auth-").unwrap();
+    let store = Store::open(&dir.path()).unwrap();
     let ev = evidence_with(&store, [event(0, T0)]);
     let mut c = config(&es.url, 10);
     c.username = Some("elastic".into());
@@ -1002,8 +976,8 @@ async fn credentials_are_sent_as_configured() {
 async fn delivery_polls_like_the_agent_loop_with_backoff() {
     let es = Receiver::start().await;
     es.state().bulk_script.push_back(Answer::Status(503));
-    let dir = TempDir::new("poll");
-    let store = Arc::new(Store::open(&dir.0).unwrap());
+    let dir = tempfile::TempDir::with_prefix("baseliner-es-poll-").unwrap();
+    let store = Arc::new(Store::open(&dir.path()).unwrap());
     let ev = Arc::new(Mutex::new(evidence_with(
         &store,
         (0..25).map(|i| event(i, T0)),
