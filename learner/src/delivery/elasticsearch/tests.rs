@@ -538,7 +538,7 @@ fn bad_configs_are_rejected_with_a_clear_message() {
     parse("url = \"http://[::1]:9200\"\nusername = \"u\"\npassword = \"p\"").unwrap();
     // The exporter refuses what validate refuses, and a missing CA file.
     let dir = tempfile::TempDir::with_prefix("baseliner-es-config-").unwrap();
-    let store = Store::open(&dir.path()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
     let err = ElasticExporter::new(config("ftp://x", 1), &store).unwrap_err();
     assert!(err.to_string().contains("http or https"), "{err}");
     let mut c = config("https://127.0.0.1:9200", 1);
@@ -563,7 +563,7 @@ fn debug_hides_the_password_and_the_api_key() {
     let shown = format!("{c:?}");
     assert!(!shown.contains("VnVhQ2ZHY0JDZGJrU"), "{shown}");
     let dir = tempfile::TempDir::with_prefix("baseliner-es-debug-").unwrap();
-    let store = Store::open(&dir.path()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
     let x = ElasticExporter::new(c, &store).unwrap();
     assert!(!format!("{x:?}").contains("VnVhQ2ZHY0JDZGJrU"));
 }
@@ -607,7 +607,7 @@ fn documents_indices_and_ids() {
 async fn template_first_then_every_event_once_in_order_across_batches() {
     let es = Receiver::start().await;
     let dir = tempfile::TempDir::with_prefix("baseliner-es-all-").unwrap();
-    let store = Store::open(&dir.path()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
     let ev = evidence_with(&store, (0..37).map(|i| event(i, T0)));
     let written = all_written(&ev);
     assert_eq!(written.len(), 37);
@@ -693,7 +693,7 @@ async fn template_first_then_every_event_once_in_order_across_batches() {
 async fn max_batch_bytes_cuts_batches_and_the_cursor_follows() {
     let es = Receiver::start().await;
     let dir = tempfile::TempDir::with_prefix("baseliner-es-bytes-").unwrap();
-    let store = Store::open(&dir.path()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
     let ev = evidence_with(&store, (0..23).map(|i| event(i, T0)));
     let mut c = config(&es.url, 1000);
     c.max_batch_bytes = 2000; // a few documents per request
@@ -723,7 +723,7 @@ async fn unavailable_twice_then_every_event_once_and_the_cursor_only_after_succe
         .bulk_script
         .extend([Answer::Status(503), Answer::Status(429)]);
     let dir = tempfile::TempDir::with_prefix("baseliner-es-retry-").unwrap();
-    let store = Store::open(&dir.path()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
     let ev = evidence_with(&store, (0..9).map(|i| event(i, T0)));
     let mut x = ElasticExporter::new(config(&es.url, 100), &store)
         .unwrap()
@@ -786,7 +786,7 @@ async fn an_item_answered_429_retries_the_batch_and_409s_count_as_delivered() {
     let es = Receiver::start().await;
     es.state().item_429s = 1;
     let dir = tempfile::TempDir::with_prefix("baseliner-es-item429-").unwrap();
-    let store = Store::open(&dir.path()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
     let ev = evidence_with(&store, (0..6).map(|i| event(i, T0)));
     let mut x = ElasticExporter::new(config(&es.url, 100), &store)
         .unwrap()
@@ -820,7 +820,7 @@ async fn an_item_answered_429_retries_the_batch_and_409s_count_as_delivered() {
 async fn a_batch_sent_again_after_a_lost_cursor_creates_no_duplicates() {
     let es = Receiver::start().await;
     let dir = tempfile::TempDir::with_prefix("baseliner-es-resend-").unwrap();
-    let store = Store::open(&dir.path()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
     let ev = evidence_with(&store, (0..12).map(|i| event(i, T0)));
     let mut x = ElasticExporter::new(config(&es.url, 5), &store)
         .unwrap()
@@ -867,7 +867,7 @@ async fn a_mapping_error_is_rejected_counted_and_the_pipeline_goes_on() {
         ))
     }));
     let dir = tempfile::TempDir::with_prefix("baseliner-es-reject-").unwrap();
-    let store = Store::open(&dir.path()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
     let ev = evidence_with(&store, (0..20).map(|i| event(i, T0)));
     let written = all_written(&ev);
     let ptraces = written
@@ -914,7 +914,7 @@ async fn the_cursor_survives_a_reopen_and_nothing_is_sent_twice() {
     let dir = tempfile::TempDir::with_prefix("baseliner-es-reopen-").unwrap();
     let first_end;
     {
-        let store = Store::open(&dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap();
         let ev = evidence_with(&store, (0..10).map(|i| event(i, T0)));
         let mut x = ElasticExporter::new(config(&es.url, 4), &store)
             .unwrap()
@@ -950,7 +950,7 @@ async fn the_cursor_survives_a_reopen_and_nothing_is_sent_twice() {
 async fn credentials_are_sent_as_configured() {
     let es = Receiver::start().await;
     let dir = tempfile::TempDir::with_prefix("baseliner-es-auth-").unwrap();
-    let store = Store::open(&dir.path()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
     let ev = evidence_with(&store, [event(0, T0)]);
     let mut c = config(&es.url, 10);
     c.username = Some("elastic".into());
@@ -977,7 +977,7 @@ async fn delivery_polls_like_the_agent_loop_with_backoff() {
     let es = Receiver::start().await;
     es.state().bulk_script.push_back(Answer::Status(503));
     let dir = tempfile::TempDir::with_prefix("baseliner-es-poll-").unwrap();
-    let store = Arc::new(Store::open(&dir.path()).unwrap());
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let ev = Arc::new(Mutex::new(evidence_with(
         &store,
         (0..25).map(|i| event(i, T0)),
