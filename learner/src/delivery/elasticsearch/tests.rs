@@ -924,7 +924,7 @@ async fn the_cursor_survives_a_reopen_and_nothing_is_sent_twice() {
         assert!(first_end.is_some());
     }
     assert_eq!(es.state().docs.len(), 10);
-    let store = Store::open_waiting(&dir.path(), Duration::from_secs(10)).unwrap();
+    let store = Store::open_waiting(dir.path(), Duration::from_secs(10)).unwrap();
     assert_eq!(load_cursor(&store).unwrap(), first_end);
     let ev = evidence_with(&store, (10..17).map(|i| event(i, T0)));
     let mut x = ElasticExporter::new(config(&es.url, 4), &store)
