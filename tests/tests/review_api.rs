@@ -331,7 +331,15 @@ fn a_reviewer_approves_a_new_program_over_http_and_it_stops_alerting_and_runs_in
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     assert!(ring >= 4096.0, "ring capacity {ring}: {metrics}");
+    // Back to alert mode before stopping: an agent that stops with nothing enforced leaves no
+    // enforcement programs pinned behind it.
+    set_mode(port, &w, "alert", ADMIN, 200);
+    wait_enforcing(&store, &w, false);
     let (status, _log) = agent.stop().unwrap();
     assert!(status.success(), "{status:?}");
     std::fs::remove_dir_all(&bin).unwrap();
+    assert!(
+        !Path::new("/sys/fs/bpf/baseliner/sched_process_exec").exists(),
+        "the agent left enforcement pinned"
+    );
 }
