@@ -103,13 +103,20 @@ pub fn router() -> (Router<Arc<dyn Agent>>, OpenApi) {
         health::OPENAPI_PATH.to_string(),
         health::openapi_path_item(),
     );
-    let served = doc.clone();
+    // Serialised once: the route (and so its body) is cloned for every connection, and a
+    // reference-counted body costs nothing to clone.
+    let served = axum::body::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
     let router = router
         .route(
             health::OPENAPI_PATH,
             axum::routing::get(move || {
-                let doc = served.clone();
-                async move { axum::Json(doc) }
+                let body = served.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
             }),
         )
         .fallback(|uri: axum::http::Uri| async move {
