@@ -51,13 +51,7 @@ impl Matcher {
                 ApiError::bad_request(e.to_string())
             })?,
         };
-        if let (Some(s), Some(u)) = (filter.since, filter.until)
-            && s > u
-        {
-            return Err(ApiError::bad_request(format!(
-                "since ({s}) is after until ({u})"
-            )));
-        }
+        super::check_period(filter.since, filter.until)?;
         Ok(Matcher { filter, min })
     }
 

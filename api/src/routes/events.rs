@@ -52,13 +52,7 @@ impl Filter {
                 KINDS.join(", ")
             )));
         }
-        if let (Some(s), Some(u)) = (self.since, self.until)
-            && s > u
-        {
-            return Err(ApiError::bad_request(format!(
-                "since ({s}) is after until ({u})"
-            )));
-        }
+        super::check_period(self.since, self.until)?;
         Ok(EvidenceQuery {
             workload: self.workload,
             kinds,

@@ -175,6 +175,16 @@ pub fn operations(
     .flatten()
 }
 
+/// 400 when a query's period ends before it starts (either end may be open).
+fn check_period(since: Option<u64>, until: Option<u64>) -> Result<(), ApiError> {
+    match (since, until) {
+        (Some(s), Some(u)) if s > u => Err(ApiError::bad_request(format!(
+            "since ({s}) is after until ({u})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// [`json_body`], or the default when the body is empty (every field optional).
 fn json_body_or_default<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],

@@ -30,11 +30,7 @@ pub struct AuditQuery {
 /// The period of a report query, checked.
 pub fn period(now: u64, since: Option<u64>, until: Option<u64>) -> Result<(u64, u64), ApiError> {
     let (since, until) = (since.unwrap_or(0), until.unwrap_or(now));
-    if since > until {
-        return Err(ApiError::bad_request(format!(
-            "since ({since}) is after until ({until})"
-        )));
-    }
+    super::check_period(Some(since), Some(until))?;
     Ok((since, until))
 }
 
