@@ -15,6 +15,7 @@ pub mod enrich;
 pub mod evaluate;
 pub mod evidence;
 pub mod kernel;
+pub mod kubernetes;
 pub mod recorder;
 pub mod respond;
 pub mod running;

@@ -1,6 +1,8 @@
 //! Helpers for Baseliner's live tests and benchmarks: root detection with skip-or-fail, private
 //! cgroup2 directories, and children started inside them.
 
+pub mod fake_kube;
+
 use std::{
     fs, io,
     os::unix::process::CommandExt,

@@ -1,0 +1,4 @@
+//! The Kubernetes integration: pod metadata for events, modes from annotations, the
+//! `WorkloadProfile` custom resource, network policies, and the Kubernetes responses.
+
+pub mod netpol;

@@ -1,0 +1,1 @@
+//! Network policies from profiles, and the policies in force checked against observed flows.

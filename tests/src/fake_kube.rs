@@ -1,0 +1,1 @@
+//! A fake Kubernetes API server on loopback for tests without a cluster.
