@@ -301,6 +301,7 @@ fn shapes(n: usize, rng: &mut Rng) -> Vec<Shape> {
                     container_id: None,
                     pod_uid: None,
                     unit: Some(format!("{app}.service")),
+                    k8s: None,
                 },
                 exe: exe.into(),
                 comm: comm.into(),

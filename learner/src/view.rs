@@ -122,6 +122,7 @@ mod tests {
                 container_id: None,
                 pod_uid: None,
                 unit: Some("nginx.service".into()),
+                k8s: None,
             },
             pid: 10,
             tid: 10,

@@ -3,7 +3,7 @@
 //! Treat every field as public: extend the schema, never change a field's meaning. A change that
 //! breaks readers bumps [`SCHEMA_VERSION`].
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +80,36 @@ pub struct Workload {
     /// systemd unit (service, scope or slice) that holds the cgroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// The pod and container, when the agent runs on Kubernetes and knows the pod. Shared
+    /// between the events of one container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<Arc<KubeMeta>>,
+}
+
+/// What Kubernetes says about the container an event came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KubeMeta {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The container's name in the pod spec.
+    pub container: String,
+    /// The container's image, as the pod spec names it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
+    /// The kind of the pod's top owner (`Deployment`, `CronJob`, `StatefulSet`, `DaemonSet`,
+    /// `Job`, `ReplicaSet`, or `Pod` for a bare pod).
+    pub owner_kind: String,
+    /// The top owner's name (the pod's own name for a bare pod).
+    pub owner_name: String,
+    /// The workload revision: the pod-template hash, else the controller revision, else the
+    /// image digest; empty when none is known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub revision: String,
+    /// The pod's labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// How a file was opened, from the open flags.
@@ -315,6 +345,7 @@ mod tests {
             container_id: None,
             pod_uid: None,
             unit: Some("nginx.service".into()),
+            k8s: None,
         }
     }
 

@@ -18,4 +18,6 @@ pub mod review;
 pub mod revision;
 pub mod store;
 
-pub use event::{Access, Endpoint, Event, EventDetail, Family, Protocol, SCHEMA_VERSION, Workload};
+pub use event::{
+    Access, Endpoint, Event, EventDetail, Family, KubeMeta, Protocol, SCHEMA_VERSION, Workload,
+};

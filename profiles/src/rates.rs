@@ -286,6 +286,7 @@ mod tests {
                 container_id: None,
                 pod_uid: None,
                 unit: None,
+                k8s: None,
             },
             pid: 10,
             tid: 10,

@@ -456,6 +456,7 @@ mod tests {
                 container_id: None,
                 pod_uid: None,
                 unit: Some("web.service".into()),
+                k8s: None,
             },
             pid: 10,
             tid: 10,

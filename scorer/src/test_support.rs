@@ -16,6 +16,7 @@ pub(crate) fn event(detail: EventDetail) -> Event {
             container_id: None,
             pod_uid: None,
             unit: Some("nginx.service".into()),
+            k8s: None,
         },
         pid: 10,
         tid: 10,

@@ -75,6 +75,7 @@ pub fn describe(cgroup_id: u64, path: &str) -> Workload {
         container_id: info.as_ref().map(|i| i.container_id.clone()),
         pod_uid: info.and_then(|i| i.pod_uid),
         unit: container::systemd_unit(path),
+        k8s: None,
     }
 }
 

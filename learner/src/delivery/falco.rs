@@ -130,6 +130,7 @@ mod tests {
                 container_id: Some("0123456789abcdef0123".into()),
                 pod_uid: None,
                 unit: None,
+                k8s: None,
             },
             pid: 100,
             tid: 100,

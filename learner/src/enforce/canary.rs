@@ -91,6 +91,7 @@ pub fn alert(report: &CanaryReport) -> Alert {
             container_id: None,
             pod_uid: None,
             unit: None,
+            k8s: None,
         },
         pid: std::process::id(),
         tid: std::process::id(),

@@ -17,7 +17,7 @@
 //! [`decode_json_into`] decodes into an existing event, reusing its string buffers, for readers
 //! of long traces.
 
-use std::{fmt, marker::PhantomData};
+use std::{fmt, marker::PhantomData, sync::Arc};
 
 use serde::{
     Deserialize, Deserializer,
@@ -28,7 +28,7 @@ use serde::{
 };
 use serde_json::Value;
 
-use super::{Access, Endpoint, Event, EventDetail, Family, Protocol, Workload};
+use super::{Access, Endpoint, Event, EventDetail, Family, KubeMeta, Protocol, Workload};
 
 /// The `kind` tags, in variant order (a numeric tag is an index into this).
 const KINDS: &[&str] = &[
@@ -433,6 +433,7 @@ impl<'de> DeserializeSeed<'de> for WorkloadSeed<'_> {
             "container_id",
             "pod_uid",
             "unit",
+            "k8s",
         ];
         d.deserialize_struct("Workload", FIELDS, self)
     }
@@ -455,6 +456,7 @@ impl<'de> Visitor<'de> for WorkloadSeed<'_> {
         let mut cgroup_id = None;
         let mut cgroup = None;
         let (mut runtime, mut container_id, mut pod_uid, mut unit) = (None, None, None, None);
+        let mut k8s: Option<Option<Arc<KubeMeta>>> = None;
         let mut none = None;
         while let Some(key) = map.next_key::<WorkloadKey>()? {
             let src = Next(&mut map);
@@ -468,6 +470,7 @@ impl<'de> Visitor<'de> for WorkloadSeed<'_> {
                 }
                 WorkloadKey::PodUid => fill_opt_string(&mut pod_uid, "pod_uid", &mut none, src)?,
                 WorkloadKey::Unit => fill_opt_string(&mut unit, "unit", &mut none, src)?,
+                WorkloadKey::Kube => fill(&mut k8s, "k8s", src)?,
                 WorkloadKey::Other => src.skip()?,
             }
         }
@@ -479,6 +482,7 @@ impl<'de> Visitor<'de> for WorkloadSeed<'_> {
             container_id: container_id.flatten(),
             pod_uid: pod_uid.flatten(),
             unit: unit.flatten(),
+            k8s: k8s.flatten(),
         })
     }
 }
@@ -492,6 +496,7 @@ enum WorkloadKey {
     ContainerId,
     PodUid,
     Unit,
+    Kube,
     Other,
 }
 
@@ -512,6 +517,7 @@ impl<'de> Deserialize<'de> for WorkloadKey {
                     "container_id" => WorkloadKey::ContainerId,
                     "pod_uid" => WorkloadKey::PodUid,
                     "unit" => WorkloadKey::Unit,
+                    "k8s" => WorkloadKey::Kube,
                     _ => WorkloadKey::Other,
                 })
             }

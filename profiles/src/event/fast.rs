@@ -593,6 +593,7 @@ pub(super) fn decode_plain<'a>(line: &'a str, event: &mut Event, argv: &mut Vec<
             container_id: w.container_id.flatten().map(str::to_string),
             pod_uid: w.pod_uid.flatten().map(str::to_string),
             unit: w.unit.flatten().map(str::to_string),
+            k8s: None,
         };
         let detail = detail(r, argv, &mut e.detail)?;
         let (schema, ts_ns) = (r.schema?, r.ts_ns?);

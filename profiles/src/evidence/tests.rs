@@ -16,6 +16,7 @@ fn workload(id: &str) -> Workload {
         container_id: Some("abc123".into()),
         pod_uid: None,
         unit: None,
+        k8s: None,
     }
 }
 

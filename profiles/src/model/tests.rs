@@ -26,6 +26,7 @@ pub(crate) fn event_with_parent(
             container_id: None,
             pod_uid: None,
             unit: Some("app.service".into()),
+            k8s: None,
         },
         pid: 100,
         tid: 100,

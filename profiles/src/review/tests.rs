@@ -22,6 +22,7 @@ fn event(workload: &str, ts_ns: u64, pid: u32, detail: EventDetail) -> Event {
             container_id: None,
             pod_uid: None,
             unit: None,
+            k8s: None,
         },
         pid,
         tid: pid,

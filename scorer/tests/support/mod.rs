@@ -18,6 +18,7 @@ fn base(ts_ns: u64, detail: EventDetail) -> Event {
             container_id: None,
             pod_uid: None,
             unit: None,
+            k8s: None,
         },
         pid: 100,
         tid: 100,

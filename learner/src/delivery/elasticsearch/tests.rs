@@ -327,6 +327,7 @@ fn workload(id: &str) -> Workload {
         container_id: Some("0123abcd".into()),
         pod_uid: None,
         unit: None,
+        k8s: None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use proptest::prelude::*;
 use serde::Deserialize;
 
-use crate::event::{Access, Endpoint, Event, EventDetail, Family, Protocol, Workload};
+use crate::event::{Access, Endpoint, Event, EventDetail, Family, KubeMeta, Protocol, Workload};
 
 /// The derived decoder `Event` had before: flatten over the internally tagged `EventDetail`.
 #[derive(Deserialize)]
@@ -322,19 +322,47 @@ fn detail() -> impl Strategy<Value = EventDetail> {
     ]
 }
 
+fn kube_meta() -> impl Strategy<Value = KubeMeta> {
+    (
+        (name(), name(), name(), name()),
+        (name(), name(), name()),
+        proptest::collection::btree_map(name(), name(), 0..3),
+    )
+        .prop_map(
+            |((namespace, pod, container, image), (owner_kind, owner_name, revision), labels)| {
+                KubeMeta {
+                    namespace,
+                    pod,
+                    container,
+                    image,
+                    owner_kind,
+                    owner_name,
+                    revision,
+                    labels,
+                }
+            },
+        )
+}
+
 fn workload() -> impl Strategy<Value = Workload> {
     let opt = || proptest::option::of(name());
-    (name(), any::<u64>(), name(), opt(), opt(), opt(), opt()).prop_map(
-        |(id, cgroup_id, cgroup, runtime, container_id, pod_uid, unit)| Workload {
-            id,
-            cgroup_id,
-            cgroup,
-            runtime,
-            container_id,
-            pod_uid,
-            unit,
-        },
+    (
+        (name(), any::<u64>(), name()),
+        (opt(), opt(), opt(), opt()),
+        proptest::option::of(kube_meta()),
     )
+        .prop_map(
+            |((id, cgroup_id, cgroup), (runtime, container_id, pod_uid, unit), k8s)| Workload {
+                id,
+                cgroup_id,
+                cgroup,
+                runtime,
+                container_id,
+                pod_uid,
+                unit,
+                k8s: k8s.map(std::sync::Arc::new),
+            },
+        )
 }
 
 prop_compose! {
