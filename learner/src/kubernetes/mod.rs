@@ -1,4 +1,7 @@
 //! The Kubernetes integration: pod metadata for events, modes from annotations, the
 //! `WorkloadProfile` custom resource, network policies, and the Kubernetes responses.
 
+pub mod attribute;
+pub mod identity;
 pub mod netpol;
+pub mod pods;
