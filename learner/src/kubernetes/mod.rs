@@ -3,5 +3,6 @@
 
 pub mod attribute;
 pub mod identity;
+pub mod modes;
 pub mod netpol;
 pub mod pods;
