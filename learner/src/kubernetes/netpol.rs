@@ -1,1 +1,117 @@
 //! Network policies from profiles, and the policies in force checked against observed flows.
+//!
+//! * [`generate()`] turns a workload's behaviour profile into a `NetworkPolicy`: ingress on the
+//!   ports it listened on, egress to the destinations it connected to;
+//! * [`validate()`] applies NetworkPolicy semantics to observed flows and reports the flows the
+//!   policies should have denied (a CNI that does not enforce them) and the allow rules no flow
+//!   used.
+
+pub mod cidr;
+pub mod generate;
+pub mod names;
+pub mod selector;
+pub mod validate;
+
+use std::{collections::BTreeMap, fmt};
+
+pub use cidr::Cidr;
+pub use generate::{GenerateOptions, Generated, PolicyTarget, generate, to_yaml};
+use profiles::Protocol;
+pub use validate::{Direction, Finding, Flow, Report, UnusedRule, validate};
+
+/// Errors of policy generation and rendering.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A name (policy name, namespace) that Kubernetes would reject.
+    #[error("invalid {what} {name:?}: {why}")]
+    InvalidName {
+        /// What the name names (`policy name`, `namespace`).
+        what: &'static str,
+        /// The name as given.
+        name: String,
+        /// The rule it breaks.
+        why: &'static str,
+    },
+    /// A label key or value that Kubernetes would reject.
+    #[error("invalid label {key:?}={value:?}: {why}")]
+    InvalidLabel {
+        /// The label key.
+        key: String,
+        /// The label value.
+        value: String,
+        /// The rule it breaks.
+        why: &'static str,
+    },
+    /// The policy could not be rendered as YAML.
+    #[error("cannot render the policy as YAML: {0}")]
+    Yaml(#[from] yaml_serde::Error),
+}
+
+/// Result of this module's fallible functions.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A pod known at an IP address: its namespace, its labels and its namespace's labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Peer {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The namespace's labels (`kubernetes.io/metadata.name` is implied when absent).
+    pub namespace_labels: BTreeMap<String, String>,
+}
+
+/// A resolver that knows no pod: every address is outside the cluster's pods.
+pub fn no_peers(_: std::net::IpAddr) -> Option<Peer> {
+    None
+}
+
+/// A transport protocol NetworkPolicy can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Transport {
+    /// TCP (the NetworkPolicy default).
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Transport {
+    /// The protocol as NetworkPolicy spells it (`TCP`, `UDP`, `SCTP`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "TCP",
+            Transport::Udp => "UDP",
+            Transport::Sctp => "SCTP",
+        }
+    }
+
+    /// Parses a NetworkPolicy protocol name (case-sensitive, as the API server is).
+    pub fn parse(s: &str) -> Option<Transport> {
+        match s {
+            "TCP" => Some(Transport::Tcp),
+            "UDP" => Some(Transport::Udp),
+            "SCTP" => Some(Transport::Sctp),
+            _ => None,
+        }
+    }
+
+    /// The transport of a profile protocol; `None` for raw, unix and unknown sockets.
+    pub fn from_protocol(p: Protocol) -> Option<Transport> {
+        match p {
+            Protocol::Tcp => Some(Transport::Tcp),
+            Protocol::Udp => Some(Transport::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The label Kubernetes sets on every namespace to its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
