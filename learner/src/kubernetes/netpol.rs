@@ -17,7 +17,7 @@ use std::{collections::BTreeMap, fmt};
 pub use cidr::Cidr;
 pub use generate::{GenerateOptions, Generated, PolicyTarget, generate, to_yaml};
 use profiles::Protocol;
-pub use validate::{Direction, Finding, Flow, Report, UnusedRule, validate};
+pub use validate::{Direction, Finding, Flow, Report, UnusedRule, egress_flows, validate};
 
 /// Errors of policy generation and rendering.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +110,14 @@ impl Transport {
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// `n` things, in the singular when `n` is 1.
+fn count(n: usize, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
     }
 }
 

@@ -24,7 +24,7 @@ use profiles::{
 };
 
 use super::{
-    Cidr, NAMESPACE_NAME_LABEL, Peer, Result, Transport,
+    Cidr, NAMESPACE_NAME_LABEL, Peer, Result, Transport, count,
     names::{check_labels, check_namespace, check_object_name},
     no_peers,
 };
@@ -121,14 +121,14 @@ impl Skipped {
     fn note(&self, notes: &mut Notes) {
         if self.unix > 0 {
             notes.add(format!(
-                "{} unix-socket entries skipped: NetworkPolicy governs IP traffic only",
-                self.unix
+                "skipped {}: NetworkPolicy governs IP traffic only",
+                count(self.unix, "unix-socket entry", "unix-socket entries")
             ));
         }
         if self.loopback > 0 {
             notes.add(format!(
-                "{} loopback entries skipped: traffic inside the pod is never filtered",
-                self.loopback
+                "skipped {}: traffic inside the pod is never filtered",
+                count(self.loopback, "loopback entry", "loopback entries")
             ));
         }
     }
@@ -215,10 +215,7 @@ fn ip_entry(
 /// TCP and UDP; raw sockets cannot be expressed.
 fn port_specs(e: &NetEntry, cidr: &Cidr, what: &str, notes: &mut Notes) -> Option<Vec<PortSpec>> {
     let port = (e.port != 0).then_some(e.port);
-    let at = match port {
-        Some(p) => format!("{cidr} port {p}"),
-        None => format!("{cidr} (any port)"),
-    };
+    let at = endpoint_text(cidr, port);
     let transports = match e.protocol {
         Protocol::Tcp => vec![Transport::Tcp],
         Protocol::Udp => vec![Transport::Udp],
@@ -243,6 +240,18 @@ fn port_specs(e: &NetEntry, cidr: &Cidr, what: &str, notes: &mut Notes) -> Optio
             .map(|transport| PortSpec { transport, port })
             .collect(),
     )
+}
+
+/// An address and port as people write them (`10.0.0.1:53`, `[2001:db8::1]:443`); networks
+/// and any-port entries spelled out.
+fn endpoint_text(cidr: &Cidr, port: Option<u16>) -> String {
+    match (cidr.is_host(), cidr.addr(), port) {
+        (true, IpAddr::V4(a), Some(p)) => format!("{a}:{p}"),
+        (true, IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+        (true, a, None) => format!("{a} (any port)"),
+        (false, _, Some(p)) => format!("{cidr} port {p}"),
+        (false, _, None) => format!("{cidr} (any port)"),
+    }
 }
 
 /// Drops single ports that an any-port entry of the same protocol covers.
@@ -371,7 +380,7 @@ fn destination(cidr: Cidr, options: &GenerateOptions<'_>, notes: &mut Notes) -> 
 /// Notes on an ipBlock destination that is likely a Service ClusterIP.
 fn note_service(cidr: &Cidr, ports: &[PortSpec], services: &[Cidr], notes: &mut Notes) {
     let port = ports.first().and_then(|p| p.port);
-    let at = port.map_or_else(|| cidr.to_string(), |p| format!("{}:{p}", cidr.addr()));
+    let at = endpoint_text(cidr, port);
     if let Some(svc) = services.iter().find(|s| s.covers(cidr)) {
         notes.add(format!(
             "destination {at} lies in the Service CIDR {svc}: policies apply after DNAT on \

@@ -24,7 +24,11 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 
-use super::{Cidr, NAMESPACE_NAME_LABEL, Peer, Transport, cidr::canonical, selector::Selector};
+use profiles::model::Profile;
+
+use super::{
+    Cidr, NAMESPACE_NAME_LABEL, Peer, Transport, cidr::canonical, count, selector::Selector,
+};
 
 /// The direction of a flow, seen from the observed pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -142,12 +146,13 @@ pub struct Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} flows judged", self.judged)?;
+        writeln!(f, "{} judged", count(self.judged, "flow", "flows"))?;
         match self.denied.len() {
             0 => writeln!(f, "no flow the policies deny was observed")?,
             n => writeln!(
                 f,
-                "{n} observed flows the policies deny (is the CNI enforcing NetworkPolicy?):"
+                "{} the policies deny (is the CNI enforcing NetworkPolicy?):",
+                count(n, "observed flow", "observed flows")
             )?,
         }
         for d in &self.denied {
@@ -155,7 +160,11 @@ impl fmt::Display for Report {
         }
         match self.unused.len() {
             0 => writeln!(f, "every allow rule matched an observed flow")?,
-            n => writeln!(f, "{n} allow rules no observed flow matched:")?,
+            n => writeln!(
+                f,
+                "{} no observed flow matched:",
+                count(n, "allow rule", "allow rules")
+            )?,
         }
         for u in &self.unused {
             writeln!(f, "  {u}")?;
@@ -200,6 +209,40 @@ pub fn validate(
     report.unused = usage.unused(&compiled);
     report.warnings = warnings.into_iter().collect();
     report
+}
+
+/// The egress flows a profile records for one pod: its connects to single addresses on known
+/// ports over TCP or UDP, sorted. Widened entries (networks, any port) name no single flow and
+/// are left out, as are unix sockets and sockets of unknown type.
+pub fn egress_flows(
+    profile: &Profile,
+    namespace: &str,
+    pod: &str,
+    pod_labels: &BTreeMap<String, String>,
+) -> Vec<Flow> {
+    let mut flows: Vec<Flow> = profile
+        .connects
+        .iter()
+        .filter(|(e, _)| e.port != 0)
+        .filter_map(|(e, seen)| {
+            let protocol = Transport::from_protocol(e.protocol)?;
+            let peer = e.addr.parse::<Cidr>().ok().filter(Cidr::is_host)?;
+            Some(Flow {
+                namespace: namespace.to_string(),
+                pod: pod.to_string(),
+                direction: Direction::Egress,
+                peer_ip: peer.addr(),
+                port: e.port,
+                protocol,
+                pod_labels: pod_labels.clone(),
+                count: seen.count,
+                first_ns: seen.first_ns,
+                last_ns: seen.last_ns,
+            })
+        })
+        .collect();
+    flows.sort();
+    flows
 }
 
 // --- Compiled policies ---------------------------------------------------------------------
@@ -284,13 +327,14 @@ impl Policy {
             Some(ns) => format!("{ns}/{name}"),
             None => name.to_string(),
         };
-        let spec = p.spec.clone().unwrap_or_default();
+        let default = NetworkPolicySpec::default();
+        let spec = p.spec.as_ref().unwrap_or(&default);
         let selector = compile_selector(spec.pod_selector.as_ref(), &id, warnings);
         let Some(selector) = selector.unwrap_or_else(|| Some(Selector::default())) else {
             warnings.insert(format!("{id}: ignored, its podSelector is invalid"));
             return None;
         };
-        let (ingress, egress) = policy_types(&spec, &id, warnings);
+        let (ingress, egress) = policy_types(spec, &id, warnings);
         let mut rules = |peers: Option<&Vec<NetworkPolicyPeer>>, ports| {
             Rule::compile(peers, ports, &id, warnings)
         };
@@ -504,7 +548,8 @@ impl PortSel {
             None => PortVal::Any,
             Some(IntOrString::String(name)) => PortVal::Named(name.clone()),
             Some(IntOrString::Int(n)) => port_range(*n, p.end_port).unwrap_or_else(|| {
-                warnings.insert(format!("{id}: invalid port range {n}..{:?}", p.end_port));
+                let end = p.end_port.map(|e| format!(" to {e}")).unwrap_or_default();
+                warnings.insert(format!("{id}: invalid port {n}{end} (matches nothing)"));
                 PortVal::Range(1, 0)
             }),
         };
@@ -566,18 +611,22 @@ impl Usage {
             for d in [Direction::Ingress, Direction::Egress] {
                 let rules = p.rules(d).unwrap_or_default();
                 let idle = !self.isolating.contains(&(i, d));
-                let unused = (0..rules.len()).filter(|&j| !self.rules.contains(&(i, d, j)));
-                out.extend(unused.map(|j| UnusedRule {
-                    policy: p.id.clone(),
-                    direction: d,
-                    index: j,
-                    description: match idle {
-                        true => format!(
-                            "{} (the policy selects no pod seen in {d} flows)",
-                            rules[j].describe(d)
-                        ),
-                        false => rules[j].describe(d),
-                    },
+                let unused = rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| !self.rules.contains(&(i, d, *j)));
+                out.extend(unused.map(|(j, rule)| {
+                    let mut description = rule.describe(d);
+                    if idle {
+                        description
+                            .push_str(&format!(" (the policy selects no pod seen in {d} flows)"));
+                    }
+                    UnusedRule {
+                        policy: p.id.clone(),
+                        direction: d,
+                        index: j,
+                        description,
+                    }
                 }));
             }
         }

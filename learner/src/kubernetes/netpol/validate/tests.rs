@@ -449,10 +449,52 @@ fn report_reads_well() {
     let text = r.to_string();
     assert_eq!(
         text,
-        "1 flows judged\n\
-         1 observed flows the policies deny (is the CNI enforcing NetworkPolicy?):\n  \
+        "1 flow judged\n\
+         1 observed flow the policies deny (is the CNI enforcing NetworkPolicy?):\n  \
          egress shop/web -> 203.0.113.9 TCP 443, seen 3 times: isolated for egress by \
          shop/deny-all; no rule allows it\n\
          every allow rule matched an observed flow\n"
     );
+}
+
+#[test]
+fn egress_flows_from_a_profile() {
+    use profiles::{
+        Family, Protocol,
+        model::{NetEntry, Profile, Seen},
+    };
+    let entry = |family, protocol, addr: &str, port| NetEntry {
+        family,
+        protocol,
+        addr: addr.into(),
+        port,
+    };
+    let seen = Seen {
+        count: 4,
+        first_ns: 10,
+        last_ns: 20,
+    };
+    let connects = [
+        entry(Family::Inet, Protocol::Tcp, "203.0.113.9", 443),
+        entry(Family::Inet6, Protocol::Udp, "::ffff:10.96.0.10", 53),
+        entry(Family::Inet, Protocol::Tcp, "10.0.0.0/8", 443),
+        entry(Family::Inet, Protocol::Tcp, "192.0.2.1", 0),
+        entry(Family::Inet, Protocol::Unknown, "192.0.2.2", 80),
+        entry(Family::Unix, Protocol::Stream, "/run/x.sock", 0),
+    ];
+    let profile = Profile {
+        connects: connects.into_iter().map(|e| (e, seen)).collect(),
+        ..Profile::default()
+    };
+    let flows = egress_flows(&profile, "shop", "web", &labels(&[("app", "web")]));
+    let got: Vec<String> = flows.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        strings(&[
+            "egress shop/web -> 10.96.0.10 UDP 53, seen 4 times",
+            "egress shop/web -> 203.0.113.9 TCP 443, seen 4 times",
+        ])
+    );
+    assert_eq!((flows[0].first_ns, flows[0].last_ns), (10, 20));
+    assert_eq!(flows[0].pod_labels, labels(&[("app", "web")]));
 }
