@@ -123,3 +123,71 @@ fn count(n: usize, one: &str, many: &str) -> String {
 
 /// The label Kubernetes sets on every namespace to its name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+#[cfg(test)]
+mod tests {
+    use profiles::{
+        Family,
+        model::{NetEntry, Profile, Seen},
+    };
+
+    use super::*;
+
+    /// A generated policy allows every flow its profile recorded and uses every egress rule.
+    #[test]
+    fn generated_policy_allows_the_profiled_flows() {
+        let seen = Seen {
+            count: 1,
+            first_ns: 1,
+            last_ns: 1,
+        };
+        let connect = |family, protocol, addr: &str, port| {
+            let e = NetEntry {
+                family,
+                protocol,
+                addr: addr.into(),
+                port,
+            };
+            (e, seen)
+        };
+        let profile = Profile {
+            connects: [
+                connect(Family::Inet, Protocol::Tcp, "203.0.113.9", 443),
+                connect(Family::Inet6, Protocol::Tcp, "2001:db8::1", 443),
+                connect(Family::Inet, Protocol::Udp, "10.96.0.10", 53),
+                connect(Family::Inet, Protocol::Tcp, "10.244.1.5", 5432),
+            ]
+            .into(),
+            ..Profile::default()
+        };
+        let pod_ip: std::net::IpAddr = "10.244.1.5".parse().unwrap();
+        let resolve = move |ip| {
+            (ip == pod_ip).then(|| Peer {
+                namespace: "db".into(),
+                labels: BTreeMap::from([("app".into(), "postgres".into())]),
+                namespace_labels: BTreeMap::new(),
+            })
+        };
+        let labels = BTreeMap::from([("app".to_string(), "web".to_string())]);
+        let target = PolicyTarget {
+            namespace: "shop".into(),
+            name: "web".into(),
+            pod_selector: labels.clone(),
+        };
+        let options = GenerateOptions {
+            resolve: &resolve,
+            service_cidrs: Vec::new(),
+        };
+        let generated = generate(&profile, &target, &options).unwrap();
+        let mut flows = egress_flows(&profile, "shop", "web-1", &labels);
+        assert_eq!(flows.len(), 4);
+        let policies = [generated.policy];
+        let report = validate(&policies, &flows, &resolve);
+        assert!(report.denied.is_empty(), "{report}");
+        assert!(report.unused.is_empty(), "{report}");
+        assert!(report.warnings.is_empty(), "{report}");
+        flows[0].port = 444;
+        let report = validate(&policies, &flows, &resolve);
+        assert_eq!(report.denied.len(), 1, "{report}");
+    }
+}
