@@ -34,15 +34,15 @@
 //! max_size = "512MiB"         # and the oldest beyond this much disk
 //! pci_paths = ["/srv/cardholder/**"]  # cardholder-data paths of the PCI-DSS access report
 //!
-//! [evidence]                  # events kept for investigation and reports
-//! max_age = "7d"              # drop events older than this
-//! max_size = "512MiB"         # and the oldest beyond this much disk
-//! pci_paths = ["/srv/cardholder/**"]  # cardholder-data paths of the PCI-DSS access report
-//!
 //! [elasticsearch]             # also send the evidence to Elasticsearch (`_bulk` API)
 //! url = "https://127.0.0.1:9200"
 //! index_prefix = "baseliner-events"   # daily indices baseliner-events-YYYY.MM.DD
 //! api_key = "..."             # or username + password
+//!
+//! [kubernetes]                # on Kubernetes (the DaemonSet in deploy/ turns it on)
+//! enabled = true              # pod metadata, modes from baseliner.io/mode annotations
+//! node_name = "node-a"        # default: the NODE_NAME environment variable
+//! hold = "10s"                # events of a pod not reported yet wait this long for it
 //!
 //! [respond]                   # automated responses to new alerts (none by default)
 //! max_per_minute = 20         # actions a minute at most, all workloads together
@@ -81,6 +81,39 @@ pub struct Config {
     pub evidence: EvidenceConfig,
     /// Export the evidence to Elasticsearch.
     pub elasticsearch: Option<crate::delivery::elasticsearch::ElasticConfig>,
+    /// The Kubernetes integration.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// `[kubernetes]`: pod metadata, modes from annotations, shared profiles. The API server is
+/// reached as kube-rs finds it: in a pod, its service account; else `KUBECONFIG` or
+/// `~/.kube/config`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Turn the integration on (default false: a plain host).
+    pub enabled: bool,
+    /// This node's name (default: the `NODE_NAME` environment variable, which the DaemonSet
+    /// sets from `spec.nodeName`).
+    pub node_name: Option<String>,
+    /// How long an event of a pod the watch has not reported yet waits for it ("10s").
+    #[serde(with = "opt_duration")]
+    pub hold: Option<Duration>,
+}
+
+impl KubernetesConfig {
+    /// The node name: configured, else `NODE_NAME`.
+    pub fn node(&self) -> Result<String, String> {
+        self.node_name
+            .clone()
+            .or_else(|| std::env::var("NODE_NAME").ok())
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| {
+                "[kubernetes]: no node name: set node_name, or NODE_NAME (the DaemonSet sets it \
+                 from spec.nodeName)"
+                    .to_string()
+            })
+    }
 }
 
 /// `[evidence]`: every event kept for investigation and reports, within an age and a size.

@@ -6,3 +6,4 @@ pub mod identity;
 pub mod modes;
 pub mod netpol;
 pub mod pods;
+pub mod watch;
