@@ -605,3 +605,53 @@ fn sync_callers_and_unknown_paths() {
         .unwrap();
     assert_eq!(pods.items.len(), 1);
 }
+
+/// kube's watcher resumes after the server ends its watch, and lists again after a 410 Gone.
+#[tokio::test]
+async fn watcher_recovers_from_closed_watches_and_compaction() {
+    let fake = FakeKube::start();
+    fake.upsert(&pod("a1", "node-a"));
+    let pods: Api<Pod> = Api::default_namespaced(fake.client());
+    let mut stream = watcher::watcher(pods, watcher::Config::default()).boxed();
+    assert_eq!(initial(&mut stream).await, ["a1"]);
+
+    // The stream ends; the watcher watches again from the last resource version it saw.
+    fake.close_watches();
+    fake.upsert(&pod("a2", "node-a"));
+    assert!(matches!(next(&mut stream).await, Event::Apply(p) if p.name_any() == "a2"));
+
+    // History is compacted while no watch is open: the re-watch gets 410, the watcher reports
+    // the error and lists again.
+    fake.compact();
+    fake.close_watches();
+    let err = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("an event within a second")
+        .unwrap();
+    assert!(err.is_err(), "expected the 410 error first");
+    assert_eq!(initial(&mut stream).await, ["a1", "a2"]);
+    let requests = fake.requests();
+    let last = requests.last().unwrap();
+    assert!(
+        last.starts_with("GET /api/v1/namespaces/default/pods?") && !last.contains("watch=true"),
+        "the watcher listed again: {requests:?}"
+    );
+}
+
+/// A process started by a test finds the fake through the kubeconfig it writes.
+#[tokio::test]
+async fn kubeconfig_points_at_the_fake() {
+    let fake = FakeKube::start();
+    fake.upsert(&namespace("default"));
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&fake.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(config.default_namespace, "default");
+    let client = kube::Client::try_from(config).unwrap();
+    let namespaces = Api::<Namespace>::all(client)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(namespaces.items.len(), 1);
+}

@@ -392,11 +392,13 @@ impl FakeKube {
         self.state().rv
     }
 
-    /// Forgets history: watches from an older resource version get a 410 Gone ERROR event,
-    /// which makes kube's watcher list again.
+    /// Forgets history: every resource version handed out so far becomes too old, so a watch
+    /// from one gets a 410 Gone ERROR event (as after an etcd compaction), which makes kube's
+    /// watcher list again. Combine with [`FakeKube::close_watches`] to force that on open
+    /// watchers.
     pub fn compact(&self) {
         let mut st = self.state();
-        st.compacted = st.rv;
+        st.compacted = st.rv + 1;
         st.log.clear();
     }
 
