@@ -655,3 +655,41 @@ async fn kubeconfig_points_at_the_fake() {
         .unwrap();
     assert_eq!(namespaces.items.len(), 1);
 }
+
+/// JSON patches apply, and a replace with a stale resourceVersion is a 409 conflict.
+#[tokio::test]
+async fn json_patch_and_stale_replace() {
+    let fake = FakeKube::start();
+    let stale = fake.upsert(&pod("web-1", "node-a"));
+    let client = fake.client();
+    let request = axum::http::Request::patch("/api/v1/namespaces/default/pods/web-1")
+        .header("content-type", "application/json-patch+json")
+        .body(
+            json!([{"op": "add", "path": "/metadata/labels/quarantine", "value": "true"}])
+                .to_string()
+                .into_bytes(),
+        )
+        .unwrap();
+    let patched: Pod = client.request(request).await.unwrap();
+    assert_eq!(patched.labels()["quarantine"], "true");
+    let rv = |p: &Pod| p.resource_version().unwrap().parse::<u64>().unwrap();
+    assert!(rv(&patched) > rv(&stale));
+
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let err = pods
+        .replace("web-1", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409),
+        "{err}"
+    );
+    let mut fresh = pods.get("web-1").await.unwrap();
+    fresh.labels_mut().remove("quarantine");
+    let replaced = pods
+        .replace("web-1", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    assert!(!replaced.labels().contains_key("quarantine"));
+    assert_eq!(replaced.metadata.generation, Some(1), "labels are not spec");
+}
