@@ -1,1 +1,0 @@
-//! A fake Kubernetes API server on loopback for tests without a cluster.
