@@ -12,7 +12,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 # Debian packages: only what is missing, so a warm machine makes no network calls.
 want_pkgs=(iproute2 ca-certificates)
-[ "${BASELINER_TEST_PACKAGES:-0}" = 1 ] && want_pkgs+=(util-linux python3 gcc-multilib prometheus-alertmanager)
+[ "${BASELINER_TEST_PACKAGES:-0}" = 1 ] && want_pkgs+=(util-linux python3 python3-venv gcc-multilib prometheus-alertmanager)
 missing=()
 for p in "${want_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -56,5 +56,10 @@ else
   RUSTFLAGS="-C link-arg=-L$TL -C link-arg=-l$llvm -C link-arg=-Wl,-rpath,$TL" \
     cargo install bpf-linker --locked --version "$BPF_LINKER_VERSION" --no-default-features \
       --features "llvm-$major,no-llvm-linking"
+fi
+# The manifest checks' tools (kubernetes-validate, checkov) in a Python venv, for the test
+# suite only; check-manifests.sh pins their versions and installs them only when missing.
+if [ "${BASELINER_TEST_PACKAGES:-0}" = 1 ]; then
+  "$(dirname "$0")/check-manifests.sh" --install-only
 fi
 log "toolchain ready"
