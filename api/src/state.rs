@@ -1,7 +1,10 @@
 //! What the API needs from an agent. The running agent implements [`Agent`] over its live
 //! recorder; the CLI implements it over the store when no agent runs; tests use a fake.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use profiles::{
     evidence::{EvidenceQuery, EvidenceStats},
@@ -62,6 +65,10 @@ pub struct AgentRuntime {
     /// `duplicates`, `rejected`, `failed_attempts`, `last_error`, `cursor`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elasticsearch: Option<serde_json::Value>,
+    /// The Kubernetes integration, when on (pods and namespaces known, events attributed,
+    /// held and `unattributed`, watch errors, mode changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<serde_json::Value>,
 }
 
 /// How full the kernel's ring buffer is.
@@ -228,6 +235,11 @@ pub trait Agent: Send + Sync + 'static {
     fn set_mode(&self, workload: &str, mode: Mode) -> Result<Option<Mode>, ApiError>;
     /// Whether `workload` exists beyond the store (on a host: its cgroup exists).
     fn workload_exists(&self, workload: &str) -> bool;
+    /// On Kubernetes: workload → the annotation that decides its mode. The API does not set
+    /// those modes; the annotation does.
+    fn mode_annotations(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
     /// Every profile key (stored or being learned), sorted.
     fn profile_keys(&self) -> Result<Vec<ProfileKey>, ApiError>;
     /// The freshest copy of a profile.

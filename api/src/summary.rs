@@ -19,6 +19,9 @@ pub enum ModeSource {
     Set,
     /// The agent's default mode.
     Default,
+    /// A Kubernetes annotation (`baseliner.io/mode` on the pod or its namespace); see
+    /// `mode_annotation`.
+    Annotation,
 }
 
 /// Entry counts of a profile by kind.
@@ -68,6 +71,10 @@ pub struct WorkloadSummary {
     pub mode: Mode,
     /// Where the mode comes from.
     pub mode_source: ModeSource,
+    /// On Kubernetes, the annotation that decides the mode ("pod annotation baseliner.io/mode
+    /// on shop/web-1").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode_annotation: Option<String>,
     /// Its profile revisions, sorted.
     pub revisions: Vec<RevisionSummary>,
 }
@@ -129,6 +136,7 @@ fn collect(agent: &dyn Agent, only: Option<&str>) -> Result<Vec<WorkloadSummary>
         workload: id.to_string(),
         mode: settings.default_mode,
         mode_source: ModeSource::Default,
+        mode_annotation: None,
         revisions: Vec::new(),
     };
     let mut by_id: BTreeMap<String, WorkloadSummary> = BTreeMap::new();
@@ -137,6 +145,12 @@ fn collect(agent: &dyn Agent, only: Option<&str>) -> Result<Vec<WorkloadSummary>
             let w = by_id.entry(id.clone()).or_insert_with(|| new(&id));
             w.mode = mode;
             w.mode_source = ModeSource::Set;
+        }
+    }
+    for (id, annotation) in agent.mode_annotations() {
+        if let Some(w) = by_id.get_mut(&id) {
+            w.mode_source = ModeSource::Annotation;
+            w.mode_annotation = Some(annotation);
         }
     }
     for key in agent.profile_keys()? {

@@ -33,7 +33,12 @@ pub struct Control {
     evidence: Option<SharedEvidence>,
     pci_paths: Vec<String>,
     versions: Arc<api::Versions>,
+    /// On Kubernetes: workload → the annotation that decides its mode.
+    mode_sources: Option<ModeSources>,
 }
+
+/// Workload → the annotation that decides its mode, as the Kubernetes watches keep it.
+pub type ModeSources = Arc<std::sync::RwLock<std::collections::BTreeMap<String, String>>>;
 
 /// The evidence store as shared by the event loop (which appends) and the API (which reads).
 pub type SharedEvidence = Arc<Mutex<EvidenceStore>>;
@@ -61,7 +66,14 @@ impl Control {
             alerts: None,
             evidence: None,
             pci_paths: Vec::new(),
+            mode_sources: None,
         }
+    }
+
+    /// On Kubernetes: modes decided by annotations, which the API then refuses to set.
+    pub fn with_mode_sources(mut self, sources: ModeSources) -> Control {
+        self.mode_sources = Some(sources);
+        self
     }
 
     /// Answers evidence queries from `evidence`; `pci_paths` are the cardholder-data path
@@ -120,6 +132,13 @@ impl Agent for Control {
 
     fn set_mode(&self, workload: &str, mode: Mode) -> Result<Option<Mode>, ApiError> {
         self.recorder().set_mode(workload, mode).map_err(internal)
+    }
+
+    fn mode_annotations(&self) -> std::collections::BTreeMap<String, String> {
+        self.mode_sources
+            .as_ref()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
     }
 
     fn workload_exists(&self, workload: &str) -> bool {

@@ -46,6 +46,7 @@ pub async fn show(
         None if agent.workload_exists(&workload) => Ok(Json(WorkloadSummary {
             mode: agent.settings().default_mode,
             mode_source: summary::ModeSource::Default,
+            mode_annotation: None,
             revisions: Vec::new(),
             workload,
         })),
@@ -62,6 +63,9 @@ pub struct ModeEntry {
     pub mode: Mode,
     /// Where the mode comes from.
     pub source: summary::ModeSource,
+    /// On Kubernetes, the annotation that decides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
 }
 
 /// Every known workload's mode, set or default.
@@ -77,6 +81,7 @@ pub async fn modes(
                 workload: w.workload,
                 mode: w.mode,
                 source: w.mode_source,
+                annotation: w.mode_annotation,
             })
             .collect(),
     ))
@@ -97,7 +102,8 @@ pub struct SetMode {
     request_body = SetMode,
     responses((status = 200, description = "The mode set, and the one before", body = serde_json::Value),
               (status = 400, description = "Malformed body or unknown mode"),
-              (status = 404, description = "Unknown workload")))]
+              (status = 404, description = "Unknown workload"),
+              (status = 409, description = "A Kubernetes annotation sets this workload's mode")))]
 pub async fn set_mode(
     axum::extract::State(agent): AgentRef,
     Caller(who): Caller,
@@ -113,6 +119,11 @@ pub async fn set_mode(
         agent.workload_exists(&workload) || summary::workload(agent.as_ref(), &workload)?.is_some();
     if !known {
         return Err(unknown(&workload));
+    }
+    if let Some(annotation) = agent.mode_annotations().get(&workload) {
+        return Err(ApiError::conflict(format!(
+            "the mode of {workload} is set by the {annotation}: change the annotation instead"
+        )));
     }
     let previous = agent.set_mode(&workload, mode)?;
     tracing::info!(%workload, %mode, ?previous, by = %who.name, "mode set");

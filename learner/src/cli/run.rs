@@ -21,6 +21,10 @@ use learner::{
     evidence::EvidenceWriter,
     kernel::{KernelStats, Probes},
     recorder::{Recorder, now_ns},
+    kubernetes::{
+        attribute::{Attribution, DEFAULT_MAX_HOLD},
+        watch::{self, WatchStats},
+    },
     respond::{NoKubernetes, Responder},
 };
 use profiles::{evidence::EvidenceStore, mode::Mode, redact::Redactor, store::Store};
@@ -123,6 +127,10 @@ struct Learner {
     evidence: Option<EvidenceWriter>,
     /// The evidence's export to Elasticsearch, when configured.
     elastic: Option<ElasticDelivery>,
+    /// On Kubernetes: pod metadata for events, and the watches' counters.
+    kube: Option<(Attribution, Arc<Mutex<WatchStats>>)>,
+    /// Events ready to handle (reused buffer).
+    ready: Vec<profiles::Event>,
 }
 
 impl Learner {
@@ -158,11 +166,26 @@ impl Learner {
     }
 }
 
-impl Sink for Learner {
-    fn event(&mut self, e: profiles::Event) -> anyhow::Result<()> {
-        if e.workload.id.strip_prefix('/') == Some(canary::CANARY_CGROUP) {
-            return Ok(()); // the agent's own canary
+impl Learner {
+    /// Handles events attribution let go (in order).
+    fn handle_ready(&mut self) {
+        let mut ready = std::mem::take(&mut self.ready);
+        for e in ready.drain(..) {
+            self.handle(e);
         }
+        self.ready = ready;
+    }
+
+    /// Lets held events go whose pod is known now or that waited too long.
+    fn release_held(&mut self, now: Instant) {
+        if let Some((k, _)) = &mut self.kube {
+            k.release(now, &mut self.ready);
+            self.handle_ready();
+        }
+    }
+
+    /// Records, scores and keeps one attributed event.
+    fn handle(&mut self, e: profiles::Event) {
         let mut e = e;
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         r.redact(&mut e);
@@ -192,6 +215,21 @@ impl Sink for Learner {
             self.errors += 1;
             tracing::warn!(error = %format!("{err:#}"), "event not handled");
         }
+    }
+}
+
+impl Sink for Learner {
+    fn event(&mut self, e: profiles::Event) -> anyhow::Result<()> {
+        if e.workload.id.strip_prefix('/') == Some(canary::CANARY_CGROUP) {
+            return Ok(()); // the agent's own canary
+        }
+        match &mut self.kube {
+            Some((k, _)) => {
+                k.admit(e, Instant::now(), &mut self.ready);
+                self.handle_ready();
+            }
+            None => self.handle(e),
+        }
         Ok(())
     }
 
@@ -203,6 +241,18 @@ impl Sink for Learner {
     }
 
     fn tick(&mut self) -> anyhow::Result<()> {
+        self.release_held(Instant::now());
+        if let Some((k, watch)) = &self.kube {
+            let mut stats = serde_json::to_value(k.stats()).unwrap_or_default();
+            let w = serde_json::to_value(&*watch.lock().unwrap_or_else(|e| e.into_inner()));
+            if let (Some(s), Ok(serde_json::Value::Object(w))) = (stats.as_object_mut(), w) {
+                s.extend(w);
+            }
+            self.runtime
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .kubernetes = Some(stats);
+        }
         // Starts a delivery pass on the runtime (retries, and alerts of a restarted agent);
         // never waits on the network.
         if let Some(d) = &mut self.delivery {
@@ -387,6 +437,27 @@ fn open_output(
     })
 }
 
+/// Connects to the Kubernetes API server and starts the pod and namespace watches and the
+/// annotation modes on `rt`; returns their shared state and how long events may wait for
+/// their pod.
+fn start_kubernetes(
+    config: &learner::config::KubernetesConfig,
+    rt: &tokio::runtime::Runtime,
+    recorder: &SharedRecorder,
+) -> anyhow::Result<(watch::Shared, Duration)> {
+    let node = config.node().map_err(anyhow::Error::msg)?;
+    let client = rt
+        .block_on(kube::Client::try_default())
+        .context("connecting to the Kubernetes API server (in a pod: its service account; else KUBECONFIG or ~/.kube/config)")?;
+    let shared = watch::Shared::new();
+    let _guard = rt.enter();
+    watch::spawn(client, &node, &shared, recorder.clone());
+    let hold = config.hold.unwrap_or(DEFAULT_MAX_HOLD);
+    tracing::info!(%node, hold = %humantime::format_duration(hold),
+        "Kubernetes: watching this node's pods and the namespaces");
+    Ok((shared, hold))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (mut opts, duration) = args.watch.options()?;
     let cgroup_root = learner::attribution::cgroup::cgroup2_mount()
@@ -448,6 +519,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ring: Default::default(),
         evidence_dropped: 0,
         elasticsearch: None,
+        kubernetes: None,
     }));
     let (alert_stream, _) = tokio::sync::broadcast::channel(ALERT_STREAM_BACKLOG);
     let evidence = if config.evidence.enabled {
@@ -472,10 +544,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
+    // The API (and the Kubernetes watches) have their own runtime and threads: a burst of API calls never holds
+    // up the event loop, and the event loop never holds up an API answer served from the cache.
+    let api_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(API_THREADS)
+        .thread_name("api")
+        .enable_all()
+        .build()?;
+    let kube = match &config.kubernetes {
+        k if k.enabled => Some(start_kubernetes(k, &api_rt, &recorder)?),
+        _ => None,
+    };
     let mut control = Control::new(recorder.clone(), Some(runtime.clone()))
         .with_alert_stream(alert_stream.clone());
     if let Some(ev) = &evidence {
         control = control.with_evidence(ev.clone(), config.evidence.pci_paths.clone());
+    }
+    if let Some((shared, _)) = &kube {
+        control = control.with_mode_sources(shared.mode_sources.clone());
     }
     let control = Arc::new(control);
     let tcp_tls = match (&config.api.tls_cert, &config.api.tls_key) {
@@ -555,14 +641,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .transpose()
             .context("starting the evidence writer")?,
         elastic,
+        kube: kube.map(|(shared, hold)| {
+            (
+                Attribution::new(shared.cache.clone(), hold),
+                shared.stats.clone(),
+            )
+        }),
+        ready: Vec::new(),
     };
-    // The API has its own runtime and threads: a burst of API calls never holds up the event
-    // loop, and the event loop never holds up an API answer served from the cache.
-    let api_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(API_THREADS)
-        .thread_name("api")
-        .enable_all()
-        .build()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop_signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -599,6 +685,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()?;
     let result = rt.block_on(async {
         let r = drive(&opts, duration, &mut learner).await;
+        // Events still waiting for their pod go on as they are.
+        if let Some((k, _)) = &mut learner.kube {
+            k.drain(&mut learner.ready);
+            learner.handle_ready();
+        }
         // A final flush, whatever the interval, with every buffered event.
         if let Some(w) = &mut learner.evidence {
             w.finish();

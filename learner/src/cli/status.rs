@@ -125,6 +125,7 @@ pub fn render(s: &StatusReport) -> String {
         let mode = match w.mode_source {
             ModeSource::Set => w.mode.to_string(),
             ModeSource::Default => format!("{}*", w.mode),
+            ModeSource::Annotation => format!("{}@", w.mode),
         };
         if w.revisions.is_empty() {
             let _ = writeln!(
@@ -148,6 +149,13 @@ pub fn render(s: &StatusReport) -> String {
         }
     }
     let _ = writeln!(out, "(* the agent's default mode)");
+    if s
+        .workloads
+        .iter()
+        .any(|w| w.mode_source == ModeSource::Annotation)
+    {
+        let _ = writeln!(out, "(@ set by a baseliner.io/mode annotation)");
+    }
     out
 }
 

@@ -2,15 +2,13 @@
 //! metadata, kept in the [`PodCache`]; after each change the annotations' modes are applied
 //! and invalid values reported as Kubernetes Events.
 
-use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex, RwLock},
-};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
 use kube::{
     Api, Client,
+    core::PartialObjectMeta,
     runtime::{
         WatchStreamExt as _,
         events::{Event as KubeEvent, EventType, Recorder as EventRecorder, Reporter},
@@ -55,7 +53,7 @@ pub struct Shared {
     /// The node's pods and the namespaces.
     pub cache: Arc<RwLock<PodCache>>,
     /// Workload → the annotation that decides its mode.
-    pub mode_sources: Arc<RwLock<BTreeMap<String, String>>>,
+    pub mode_sources: crate::control::ModeSources,
     /// Counters.
     pub stats: Arc<Mutex<WatchStats>>,
     /// Rung after every change of the cache.
@@ -144,15 +142,16 @@ pub async fn watch_pods(client: Client, node: String, shared: Shared) {
 
 /// Keeps the cache's namespaces (labels and mode annotation) in line with the API server's.
 pub async fn watch_namespaces(client: Client, shared: Shared) {
-    let api: Api<Namespace> = Api::all(client);
+    // Metadata only: labels and annotations are all the agent needs of a namespace.
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
     let mut relist = Vec::new();
-    let mut stream = watcher::metadata_watcher(api, watcher::Config::default())
+    let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     loop {
         match stream.try_next().await {
             Ok(Some(event)) => {
-                let name = |m: &kube::core::PartialObjectMeta<Namespace>| {
+                let name = |m: &PartialObjectMeta<Namespace>| {
                     m.metadata.name.clone().unwrap_or_default()
                 };
                 match event {
