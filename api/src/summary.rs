@@ -140,17 +140,12 @@ fn collect(agent: &dyn Agent, only: Option<&str>) -> Result<Vec<WorkloadSummary>
         revisions: Vec::new(),
     };
     let mut by_id: BTreeMap<String, WorkloadSummary> = BTreeMap::new();
-    for (id, mode) in agent.modes()? {
-        if wanted(&id) {
-            let w = by_id.entry(id.clone()).or_insert_with(|| new(&id));
+    let modes: BTreeMap<String, Mode> = agent.modes()?.into_iter().collect();
+    for (id, &mode) in &modes {
+        if wanted(id) {
+            let w = by_id.entry(id.clone()).or_insert_with(|| new(id));
             w.mode = mode;
             w.mode_source = ModeSource::Set;
-        }
-    }
-    for (id, annotation) in agent.mode_annotations() {
-        if let Some(w) = by_id.get_mut(&id) {
-            w.mode_source = ModeSource::Annotation;
-            w.mode_annotation = Some(annotation);
         }
     }
     for key in agent.profile_keys()? {
@@ -164,6 +159,16 @@ fn collect(agent: &dyn Agent, only: Option<&str>) -> Result<Vec<WorkloadSummary>
                 .or_insert_with(|| new(&key.workload))
                 .revisions
                 .push(summary);
+        }
+    }
+    for (id, annotation) in agent.mode_annotations() {
+        if wanted(&id) {
+            let w = by_id.entry(id.clone()).or_insert_with(|| new(&id));
+            if let Some(m) = modes.get(&id) {
+                w.mode = *m;
+            }
+            w.mode_source = ModeSource::Annotation;
+            w.mode_annotation = Some(annotation);
         }
     }
     Ok(by_id.into_values().collect())

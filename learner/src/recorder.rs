@@ -349,9 +349,21 @@ impl Recorder {
             // ago. It is observed now, and that is when learning it begins.
             event.ts_ns = event.ts_ns.max(now_ns());
         }
-        self.note_revision(&event)?;
+        // On Kubernetes the pod names the revision (pod-template hash, controller revision or
+        // image digest); on a host, the workload's executable set does.
+        let pod_revision = event
+            .workload
+            .k8s
+            .clone()
+            .filter(|m| !m.revision.is_empty());
+        if pod_revision.is_none() {
+            self.note_revision(&event)?;
+        }
         let w = event.workload.id.as_str();
-        let revision = self.revisions.get(w).map_or("", |r| r.current.as_str());
+        let revision = match &pod_revision {
+            Some(m) => m.revision.as_str(),
+            None => self.revisions.get(w).map_or("", |r| r.current.as_str()),
+        };
         let known = self
             .profiles
             .get(w)

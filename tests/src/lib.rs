@@ -231,8 +231,19 @@ impl LearnAgent {
     /// Starts `baseliner run --store STORE --cgroup CGROUP... EXTRA...` and waits until it
     /// captures. Panics when the agent exits before it is ready.
     pub fn start(store: &Path, cgroups: &[&Path], extra: &[&str]) -> io::Result<LearnAgent> {
+        Self::start_env(store, cgroups, extra, &[])
+    }
+
+    /// [`LearnAgent::start`] with extra environment variables.
+    pub fn start_env(
+        store: &Path,
+        cgroups: &[&Path],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> io::Result<LearnAgent> {
         use std::io::BufRead;
         let mut cmd = Command::new(baseliner_bin());
+        cmd.envs(env.iter().copied());
         cmd.arg("run").arg("--store").arg(store);
         for c in cgroups {
             cmd.arg("--cgroup").arg(c);

@@ -159,23 +159,60 @@ pub fn render(agent: &dyn Agent) -> Result<String, ApiError> {
 fn kubernetes(m: &mut Exposition, k: &serde_json::Value) {
     let num = |key: &str| k.get(key).and_then(|v| v.as_f64()).unwrap_or(0.0);
     for (name, kind, help, key) in [
-        ("baseliner_kubernetes_pods", "gauge", "Pods of this node the agent knows.", "pods"),
-        ("baseliner_kubernetes_namespaces", "gauge", "Namespaces the agent knows.", "namespaces"),
-        ("baseliner_kubernetes_events_attributed_total", "counter",
-            "Events given their pod's metadata.", "attributed"),
-        ("baseliner_kubernetes_events_held_total", "counter",
-            "Events that waited for their pod to be reported.", "held"),
-        ("baseliner_kubernetes_events_unattributed_total", "counter",
+        (
+            "baseliner_kubernetes_pods",
+            "gauge",
+            "Pods of this node the agent knows.",
+            "pods",
+        ),
+        (
+            "baseliner_kubernetes_namespaces",
+            "gauge",
+            "Namespaces the agent knows.",
+            "namespaces",
+        ),
+        (
+            "baseliner_kubernetes_events_attributed_total",
+            "counter",
+            "Events given their pod's metadata.",
+            "attributed",
+        ),
+        (
+            "baseliner_kubernetes_events_held_total",
+            "counter",
+            "Events that waited for their pod to be reported.",
+            "held",
+        ),
+        (
+            "baseliner_kubernetes_events_unattributed_total",
+            "counter",
             "Events of a pod that went on without pod metadata (the pod was not known in time).",
-            "unattributed"),
-        ("baseliner_kubernetes_events_waiting", "gauge",
-            "Events waiting for their pod now.", "waiting"),
-        ("baseliner_kubernetes_watch_errors_total", "counter",
-            "Errors of the pod and namespace watches (each retried).", "errors"),
-        ("baseliner_kubernetes_mode_changes_total", "counter",
-            "Modes changed by baseliner.io/mode annotations.", "mode_changes"),
-        ("baseliner_kubernetes_invalid_modes_total", "counter",
-            "Invalid baseliner.io/mode annotation values reported.", "invalid_modes"),
+            "unattributed",
+        ),
+        (
+            "baseliner_kubernetes_events_waiting",
+            "gauge",
+            "Events waiting for their pod now.",
+            "waiting",
+        ),
+        (
+            "baseliner_kubernetes_watch_errors_total",
+            "counter",
+            "Errors of the pod and namespace watches (each retried).",
+            "errors",
+        ),
+        (
+            "baseliner_kubernetes_mode_changes_total",
+            "counter",
+            "Modes changed by baseliner.io/mode annotations.",
+            "mode_changes",
+        ),
+        (
+            "baseliner_kubernetes_invalid_modes_total",
+            "counter",
+            "Invalid baseliner.io/mode annotation values reported.",
+            "invalid_modes",
+        ),
     ] {
         m.single(name, kind, help, num(key));
     }

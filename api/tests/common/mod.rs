@@ -189,6 +189,7 @@ impl Fake {
                 ring: Default::default(),
                 evidence_dropped: 0,
                 elasticsearch: None,
+                kubernetes: None,
             }),
             ..self
         }

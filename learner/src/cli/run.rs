@@ -20,11 +20,11 @@ use learner::{
     enforce::{canary, enforcer::Enforcer},
     evidence::EvidenceWriter,
     kernel::{KernelStats, Probes},
-    recorder::{Recorder, now_ns},
     kubernetes::{
         attribute::{Attribution, DEFAULT_MAX_HOLD},
         watch::{self, WatchStats},
     },
+    recorder::{Recorder, now_ns},
     respond::{NoKubernetes, Responder},
 };
 use profiles::{evidence::EvidenceStore, mode::Mode, redact::Redactor, store::Store};

@@ -149,8 +149,7 @@ pub fn render(s: &StatusReport) -> String {
         }
     }
     let _ = writeln!(out, "(* the agent's default mode)");
-    if s
-        .workloads
+    if s.workloads
         .iter()
         .any(|w| w.mode_source == ModeSource::Annotation)
     {

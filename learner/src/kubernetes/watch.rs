@@ -91,7 +91,12 @@ impl Default for Shared {
 pub fn spawn(client: Client, node: &str, shared: &Shared, recorder: SharedRecorder) {
     tokio::spawn(watch_pods(client.clone(), node.to_string(), shared.clone()));
     tokio::spawn(watch_namespaces(client.clone(), shared.clone()));
-    tokio::spawn(apply_modes(client, node.to_string(), shared.clone(), recorder));
+    tokio::spawn(apply_modes(
+        client,
+        node.to_string(),
+        shared.clone(),
+        recorder,
+    ));
 }
 
 /// Keeps the cache's pods in line with the API server's pods of `node`.
@@ -151,9 +156,8 @@ pub async fn watch_namespaces(client: Client, shared: Shared) {
     loop {
         match stream.try_next().await {
             Ok(Some(event)) => {
-                let name = |m: &PartialObjectMeta<Namespace>| {
-                    m.metadata.name.clone().unwrap_or_default()
-                };
+                let name =
+                    |m: &PartialObjectMeta<Namespace>| m.metadata.name.clone().unwrap_or_default();
                 match event {
                     Event::Apply(m) => shared
                         .cache()
@@ -169,7 +173,9 @@ pub async fn watch_namespaces(client: Client, shared: Shared) {
                     }
                     Event::InitDone => {
                         let n = relist.len() as u64;
-                        shared.cache().replace_namespaces(std::mem::take(&mut relist));
+                        shared
+                            .cache()
+                            .replace_namespaces(std::mem::take(&mut relist));
                         let mut s = shared.stats();
                         s.namespaces_synced = true;
                         s.namespaces = n;
@@ -214,6 +220,11 @@ pub async fn apply_modes(client: Client, node: String, shared: Shared, recorder:
         };
         match outcome {
             Ok((changes, invalid)) => {
+                tracing::debug!(
+                    governed = modes.sources().len(),
+                    changes = changes.len(),
+                    "modes reconciled"
+                );
                 *shared
                     .mode_sources
                     .write()
