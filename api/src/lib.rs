@@ -30,6 +30,7 @@ use axum::Router;
 pub use axum::http::StatusCode;
 pub use error::ApiError;
 pub use routes::{
+    netpol::{PolicyAnswer, PolicyCheck},
     profiles::{Imported, ProfileView},
     workloads::ModeEntry,
 };

@@ -240,6 +240,26 @@ pub trait Agent: Send + Sync + 'static {
     fn mode_annotations(&self) -> BTreeMap<String, String> {
         BTreeMap::new()
     }
+    /// A NetworkPolicy for `workload` from its latest profile, selecting `selector` (default:
+    /// the labels of its pods).
+    fn network_policy(
+        &self,
+        _workload: &str,
+        _selector: Option<BTreeMap<String, String>>,
+    ) -> Result<crate::PolicyAnswer, ApiError> {
+        Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "network policies are not available from this agent",
+        ))
+    }
+    /// The namespace's NetworkPolicies checked against the connections observed.
+    fn check_network_policies(&self, _namespace: &str) -> Result<crate::PolicyCheck, ApiError> {
+        Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "checking network policies needs the agent running on Kubernetes ([kubernetes] \
+             enabled)",
+        ))
+    }
     /// Every profile key (stored or being learned), sorted.
     fn profile_keys(&self) -> Result<Vec<ProfileKey>, ApiError>;
     /// The freshest copy of a profile.

@@ -23,6 +23,8 @@ const ROUTES: [(&str, &str, Option<&str>); 28] = [
     ("get", "/v1/reports/audit", Some("viewer")),
     ("get", "/v1/reports/pci", Some("viewer")),
     ("get", "/v1/events", Some("viewer")),
+    ("get", "/v1/workloads/{workload}/netpol", Some("viewer")),
+    ("get", "/v1/netpol/check", Some("viewer")),
     ("get", "/v1/modes", Some("viewer")),
     ("get", "/v1/workloads", Some("viewer")),
     ("get", "/v1/workloads/{workload}", Some("viewer")),
@@ -118,6 +120,12 @@ async fn every_documented_operation_is_served() {
             ("/v1/alerts/stream", StatusCode::SERVICE_UNAVAILABLE), // no running agent
             ("/v1/events", StatusCode::SERVICE_UNAVAILABLE),        // no evidence store
             ("/v1/reports/pci", StatusCode::CONFLICT),              // no cardholder-data paths
+            // Not on Kubernetes.
+            (
+                "/v1/workloads/{workload}/netpol",
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            ("/v1/netpol/check", StatusCode::SERVICE_UNAVAILABLE),
         ];
         match lacking.iter().find(|(p, _)| *p == o.path) {
             Some((_, status)) => drop(a.problem(*status)),

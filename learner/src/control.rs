@@ -35,6 +35,17 @@ pub struct Control {
     versions: Arc<api::Versions>,
     /// On Kubernetes: workload → the annotation that decides its mode.
     mode_sources: Option<ModeSources>,
+    /// On Kubernetes: the node's pods and the API server.
+    kube: Option<KubeContext>,
+}
+
+/// What the API needs of the Kubernetes integration.
+#[derive(Clone)]
+pub struct KubeContext {
+    /// The node's pods and the namespaces.
+    pub cache: Arc<std::sync::RwLock<crate::kubernetes::pods::PodCache>>,
+    /// The API server.
+    pub client: kube::Client,
 }
 
 /// Workload → the annotation that decides its mode, as the Kubernetes watches keep it.
@@ -67,7 +78,14 @@ impl Control {
             evidence: None,
             pci_paths: Vec::new(),
             mode_sources: None,
+            kube: None,
         }
+    }
+
+    /// On Kubernetes: pods for network policies, and the API server to read policies from.
+    pub fn with_kubernetes(mut self, kube: KubeContext) -> Control {
+        self.kube = Some(kube);
+        self
     }
 
     /// On Kubernetes: modes decided by annotations, which the API then refuses to set.
@@ -139,6 +157,69 @@ impl Agent for Control {
             .as_ref()
             .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).clone())
             .unwrap_or_default()
+    }
+
+    fn network_policy(
+        &self,
+        workload: &str,
+        selector: Option<std::collections::BTreeMap<String, String>>,
+    ) -> Result<api::PolicyAnswer, ApiError> {
+        let (_, stored) = self
+            .recorder()
+            .latest_profile(workload)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::not_found(format!("{workload} has no profile yet")))?;
+        let empty = crate::kubernetes::pods::PodCache::new();
+        let cache = self
+            .kube
+            .as_ref()
+            .map(|k| k.cache.read().unwrap_or_else(|e| e.into_inner()));
+        let cache = cache.as_deref().unwrap_or(&empty);
+        use crate::kubernetes::policy::{PolicyError, policy_for};
+        policy_for(workload, &stored.profile, selector, cache).map_err(|e| match e {
+            PolicyError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            _ => ApiError::conflict(e.to_string()),
+        })
+    }
+
+    fn check_network_policies(&self, namespace: &str) -> Result<api::PolicyCheck, ApiError> {
+        let unavailable = |why: String| ApiError::new(api::StatusCode::SERVICE_UNAVAILABLE, why);
+        let Some(kube) = &self.kube else {
+            return Err(unavailable(
+                "checking network policies needs the agent running on Kubernetes ([kubernetes] \
+                 enabled)"
+                    .into(),
+            ));
+        };
+        let handle = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+            .ok_or_else(|| unavailable("no runtime to reach the API server from".into()))?;
+        let api: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+            kube::Api::namespaced(kube.client.clone(), namespace);
+        // The API's threads may wait: this call is rare and the event loop runs elsewhere.
+        let policies = tokio::task::block_in_place(|| {
+            handle.block_on(api.list(&kube::api::ListParams::default()))
+        })
+        .map_err(|e| unavailable(format!("listing the NetworkPolicies of {namespace}: {e}")))?;
+        let cache = kube.cache.read().unwrap_or_else(|e| e.into_inner());
+        let mut profiles = std::collections::BTreeMap::new();
+        let r = self.recorder();
+        for pod in cache.pods().filter(|p| p.namespace == namespace) {
+            for c in &pod.containers {
+                let id = crate::kubernetes::identity::workload_id(&c.meta);
+                if let Some((_, p)) = r.latest_profile(&id).map_err(internal)? {
+                    profiles.insert(id, p.profile);
+                }
+            }
+        }
+        drop(r);
+        Ok(crate::kubernetes::policy::check(
+            namespace,
+            &policies.items,
+            &profiles,
+            &cache,
+        ))
     }
 
     fn workload_exists(&self, workload: &str) -> bool {

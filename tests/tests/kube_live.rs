@@ -231,6 +231,25 @@ fn pod_metadata_annotation_modes_and_alerts() {
     fake.upsert(&bare);
     wait_mode(&store, "dry-run");
 
+    // A NetworkPolicy from the profile, selecting the pod's stable labels.
+    let yaml = String::from_utf8(run_cli_ok(&store, &["netpol", WORKLOAD])).unwrap();
+    assert!(yaml.contains("kind: NetworkPolicy"), "{yaml}");
+    assert!(yaml.contains("namespace: shop"), "{yaml}");
+    assert!(yaml.contains("app: web"), "{yaml}");
+    assert!(!yaml.contains("pod-template-hash"), "{yaml}");
+    // The namespace's policies (none) checked against what the pod did: nothing to deny.
+    let check = run_cli(&store, &["netpol", "--check", "shop", "--json"]);
+    assert!(check.status.success(), "{check:?}");
+    let check: Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(check["policies"], 0);
+    assert_eq!(check["denied"], json!([]));
+    assert!(
+        fake.requests().iter().any(
+            |r| r.starts_with("GET /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies")
+        ),
+        "the policies were read from the API server"
+    );
+
     let k = status(&store)["agent"]["kubernetes"].clone();
     assert_eq!(
         k["unattributed"], 0,

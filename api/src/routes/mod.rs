@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod events;
 pub mod health;
+pub mod netpol;
 pub mod profiles;
 pub mod reports;
 pub mod reviews;
@@ -49,6 +50,8 @@ fn viewer() -> OpenApiRouter<Arc<dyn Agent>> {
         .routes(routes!(reports::audit))
         .routes(routes!(reports::pci))
         .routes(routes!(events::list))
+        .routes(routes!(netpol::generate))
+        .routes(routes!(netpol::check))
         .routes(routes!(health::metrics))
 }
 

@@ -545,6 +545,7 @@ impl Seeds {
             let value = match p["name"].as_str().unwrap() {
                 "workload" => api::workload_segment(NGINX),
                 "from" => "r2".to_string(),
+                "namespace" => "shop".to_string(),
                 other => panic!("{} {}: no value for {other}", op.method, op.path),
             };
             let sep = if i == 0 { '?' } else { '&' };

@@ -6,6 +6,7 @@ mod client;
 mod doctor;
 mod eval;
 mod mode;
+mod netpol;
 mod profile;
 mod replay;
 mod review;
@@ -41,6 +42,8 @@ enum Command {
     Profile(profile::Args),
     /// Workload modes: set and list.
     Mode(mode::Args),
+    /// Kubernetes NetworkPolicy from a workload's profile, or check a namespace's policies.
+    Netpol(netpol::Args),
     /// Stored alerts, most recent first.
     Alerts(alerts::Args),
     /// The audit log: responses the agent took and changes made through the API.
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Mode(a) => mode::run(a),
+        Command::Netpol(a) => netpol::run(a),
         Command::Alerts(a) => alerts::run(a),
         Command::Audit(a) => alerts::audit(a),
         Command::Review(a) => review::run(a),

@@ -444,18 +444,18 @@ fn start_kubernetes(
     config: &learner::config::KubernetesConfig,
     rt: &tokio::runtime::Runtime,
     recorder: &SharedRecorder,
-) -> anyhow::Result<(watch::Shared, Duration)> {
+) -> anyhow::Result<(watch::Shared, Duration, kube::Client)> {
     let node = config.node().map_err(anyhow::Error::msg)?;
     let client = rt
         .block_on(kube::Client::try_default())
         .context("connecting to the Kubernetes API server (in a pod: its service account; else KUBECONFIG or ~/.kube/config)")?;
     let shared = watch::Shared::new();
     let _guard = rt.enter();
-    watch::spawn(client, &node, &shared, recorder.clone());
+    watch::spawn(client.clone(), &node, &shared, recorder.clone());
     let hold = config.hold.unwrap_or(DEFAULT_MAX_HOLD);
     tracing::info!(%node, hold = %humantime::format_duration(hold),
         "Kubernetes: watching this node's pods and the namespaces");
-    Ok((shared, hold))
+    Ok((shared, hold, client))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -560,8 +560,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(ev) = &evidence {
         control = control.with_evidence(ev.clone(), config.evidence.pci_paths.clone());
     }
-    if let Some((shared, _)) = &kube {
-        control = control.with_mode_sources(shared.mode_sources.clone());
+    if let Some((shared, _, client)) = &kube {
+        control = control
+            .with_mode_sources(shared.mode_sources.clone())
+            .with_kubernetes(learner::control::KubeContext {
+                cache: shared.cache.clone(),
+                client: client.clone(),
+            });
     }
     let control = Arc::new(control);
     let tcp_tls = match (&config.api.tls_cert, &config.api.tls_key) {
@@ -641,7 +646,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .transpose()
             .context("starting the evidence writer")?,
         elastic,
-        kube: kube.map(|(shared, hold)| {
+        kube: kube.map(|(shared, hold, _)| {
             (
                 Attribution::new(shared.cache.clone(), hold),
                 shared.stats.clone(),

@@ -33,7 +33,7 @@ use super::{
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "baseliner");
 
 /// Pod labels that change with every rollout or pod: never used to select a peer.
-const VOLATILE_LABELS: &[&str] = &[
+pub const VOLATILE_LABELS: &[&str] = &[
     "pod-template-hash",
     "controller-revision-hash",
     "statefulset.kubernetes.io/pod-name",
