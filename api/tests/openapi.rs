@@ -10,7 +10,7 @@ use common::*;
 use serde_json::Value;
 
 /// Every route the router serves, with the least role it needs (`None`: anyone).
-const ROUTES: [(&str, &str, Option<&str>); 28] = [
+const ROUTES: [(&str, &str, Option<&str>); 30] = [
     ("get", "/healthz", None),
     ("get", "/readyz", None),
     ("get", "/v1/openapi.json", None),
