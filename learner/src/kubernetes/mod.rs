@@ -6,4 +6,5 @@ pub mod identity;
 pub mod modes;
 pub mod netpol;
 pub mod pods;
+pub mod respond;
 pub mod watch;
