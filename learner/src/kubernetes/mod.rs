@@ -7,4 +7,5 @@ pub mod modes;
 pub mod netpol;
 pub mod pods;
 pub mod policy;
+pub mod respond;
 pub mod watch;

@@ -110,23 +110,38 @@ impl RespondConfig {
     }
 }
 
-/// Responses that need Kubernetes; the Kubernetes integration implements them.
+/// Responses that need Kubernetes; the Kubernetes integration implements them. The pod is the
+/// one in the alert's event (`alert.event.workload.k8s`).
+///
+/// Called from the agent's event loop, with the recorder locked: a hook must return at once,
+/// never wait on the network nor lock the recorder. `Ok` is the outcome to report (`done: …`,
+/// or `requested: …` when the action goes on in the background and its final outcome is
+/// audited later); `Err` is `skipped: <why>` or why it failed.
 pub trait KubeHooks: Send {
-    /// Labels the workload's pod and isolates it with a deny-all NetworkPolicy.
-    fn quarantine(&self, workload: &str) -> Result<String, String>;
-    /// Deletes the workload's pod.
-    fn delete_pod(&self, workload: &str) -> Result<String, String>;
+    /// Labels the alert's pod and isolates it with a deny-all NetworkPolicy.
+    fn quarantine(&self, alert: &Alert) -> Result<String, String>;
+    /// Deletes the alert's pod.
+    fn delete_pod(&self, alert: &Alert) -> Result<String, String>;
 }
 
 /// The hooks off Kubernetes: every Kubernetes action is skipped, saying why.
 pub struct NoKubernetes;
 
 impl KubeHooks for NoKubernetes {
-    fn quarantine(&self, _workload: &str) -> Result<String, String> {
+    fn quarantine(&self, _alert: &Alert) -> Result<String, String> {
         Err("skipped: not running on Kubernetes".into())
     }
-    fn delete_pod(&self, _workload: &str) -> Result<String, String> {
+    fn delete_pod(&self, _alert: &Alert) -> Result<String, String> {
         Err("skipped: not running on Kubernetes".into())
+    }
+}
+
+/// The target of a Kubernetes response to `alert`, in words: `pod <namespace>/<name>` when
+/// the alert's event names its pod.
+pub fn pod_target(alert: &Alert) -> String {
+    match &alert.event.workload.k8s {
+        Some(k) => format!("pod {}/{}", k.namespace, k.pod),
+        None => format!("the pod of {}", alert.workload),
     }
 }
 
@@ -160,15 +175,30 @@ impl Responder {
             }
     }
 
-    /// Why the workload may not be acted on, if it may not.
+    /// Why the workload may not be acted on, if it may not: its cgroup (the workload id, or
+    /// the event's cgroup path when the id is a Kubernetes one) or its pod's namespace is
+    /// protected.
     fn protected(&self, alert: &Alert) -> Option<String> {
-        let w = alert.workload.as_str();
+        let paths = [
+            alert.workload.as_str(),
+            alert.event.workload.cgroup.as_str(),
+        ];
         let covered = |p: &String| {
             let p = p.trim_end_matches('/');
-            w == p || w.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'))
+            paths
+                .iter()
+                .any(|w| *w == p || w.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
         };
         if let Some(p) = self.config.protected_cgroups.iter().find(|p| covered(p)) {
             return Some(format!("skipped: the cgroup {p} is protected"));
+        }
+        if let Some(k) = &alert.event.workload.k8s
+            && self.config.protected_namespaces.contains(&k.namespace)
+        {
+            return Some(format!(
+                "skipped: the namespace {} is protected",
+                k.namespace
+            ));
         }
         None
     }
@@ -208,7 +238,7 @@ impl Responder {
         let pid = alert.event.pid;
         let target = match action {
             Action::Kill | Action::Freeze => format!("pid {pid} and its descendants"),
-            Action::Quarantine | Action::DeletePod => format!("the pod of {}", alert.workload),
+            Action::Quarantine | Action::DeletePod => pod_target(alert),
         };
         if let Some(why) = self.protected(alert) {
             return (target, why);
@@ -236,8 +266,8 @@ impl Responder {
                 action == Action::Kill,
             )
             .map(|n| format!("done: {n} processes")),
-            Action::Quarantine => self.kube.quarantine(&alert.workload),
-            Action::DeletePod => self.kube.delete_pod(&alert.workload),
+            Action::Quarantine => self.kube.quarantine(alert),
+            Action::DeletePod => self.kube.delete_pod(alert),
         };
         let outcome = result.unwrap_or_else(|e| {
             if e.starts_with("skipped") {
@@ -249,3 +279,6 @@ impl Responder {
         (target, outcome)
     }
 }
+
+#[cfg(test)]
+mod tests;
