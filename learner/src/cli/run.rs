@@ -22,6 +22,7 @@ use learner::{
     kernel::{KernelStats, Probes},
     kubernetes::{
         attribute::{Attribution, DEFAULT_MAX_HOLD},
+        respond::KubeResponder,
         watch::{self, WatchStats},
     },
     recorder::{Recorder, now_ns},
@@ -592,10 +593,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             rules = config.respond.rules.len(),
             "automated responses configured"
         );
-        alerter = alerter.with_responder(Responder::new(
-            config.respond.clone(),
-            Box::new(NoKubernetes),
-        ));
+        let hooks: Box<dyn learner::respond::KubeHooks> = match &kube {
+            Some((_, _, client)) => {
+                let mut r = KubeResponder::new(client.clone(), api_rt.handle(), recorder.clone());
+                if let (Ok(ns), Ok(pod)) =
+                    (std::env::var("POD_NAMESPACE"), std::env::var("POD_NAME"))
+                {
+                    r = r.protecting(&ns, &pod);
+                }
+                Box::new(r)
+            }
+            None => Box::new(NoKubernetes),
+        };
+        alerter = alerter.with_responder(Responder::new(config.respond.clone(), hooks));
     }
     if let Some(out) = falco_out {
         alerter = alerter.with_falco(out);

@@ -259,10 +259,15 @@ impl Responder {
         }
         self.recent.push_back(at_ns);
         let result = match action {
+            // The tree is bounded by the cgroup the event came from (a Kubernetes workload id
+            // is not a cgroup path; on a host the two are the same).
             Action::Kill | Action::Freeze => process::signal_tree(
                 &self.proc_root,
                 pid,
-                &alert.workload,
+                match alert.event.workload.cgroup.as_str() {
+                    "" => &alert.workload,
+                    cgroup => cgroup,
+                },
                 action == Action::Kill,
             )
             .map(|n| format!("done: {n} processes")),
