@@ -2,10 +2,12 @@
 //! `WorkloadProfile` custom resource, network policies, and the Kubernetes responses.
 
 pub mod attribute;
+pub mod crd;
 pub mod identity;
 pub mod modes;
 pub mod netpol;
 pub mod pods;
 pub mod policy;
+pub mod publish;
 pub mod respond;
 pub mod watch;
