@@ -148,12 +148,8 @@ impl Alerter {
         let old = self.baselines.remove(workload);
         let mut b = Baseline {
             read: Instant::now(),
-            profile: Arc::new(
-                latest
-                    .as_ref()
-                    .map(|(_, s)| s.profile.clone())
-                    .unwrap_or_default(),
-            ),
+            // With what other nodes learned of the workload, on Kubernetes.
+            profile: Arc::new(recorder.baseline_profile(workload)?.unwrap_or_default()),
             fitted: None,
             model: None,
         };

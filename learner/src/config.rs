@@ -43,6 +43,7 @@
 //! enabled = true              # pod metadata, modes from baseliner.io/mode annotations
 //! node_name = "node-a"        # default: the NODE_NAME environment variable
 //! hold = "10s"                # events of a pod not reported yet wait this long for it
+//! publish_every = "15s"       # how often changed profiles go to their WorkloadProfile
 //!
 //! [respond]                   # automated responses to new alerts (none by default)
 //! max_per_minute = 20         # actions a minute at most, all workloads together
@@ -99,6 +100,9 @@ pub struct KubernetesConfig {
     /// How long an event of a pod the watch has not reported yet waits for it ("10s").
     #[serde(with = "opt_duration")]
     pub hold: Option<Duration>,
+    /// How often this node publishes changed profiles to their `WorkloadProfile` ("15s").
+    #[serde(with = "opt_duration")]
+    pub publish_every: Option<Duration>,
 }
 
 impl KubernetesConfig {

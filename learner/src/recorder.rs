@@ -18,6 +18,7 @@ use profiles::{
     bound::Limits,
     learning::{Learning, Status},
     mode::Mode,
+    model::Profile,
     rates::{DEFAULT_WINDOW_NS, RateLearner, RateSamples},
     redact::Redactor,
     review::Approval,
@@ -89,6 +90,9 @@ pub struct Recorder {
     pub changes: u64,
     /// Change counters the API's cached answers follow.
     versions: Arc<Versions>,
+    /// On Kubernetes: what other nodes learned of a workload (their parts of its
+    /// `WorkloadProfile`, merged). Scoring and enforcement use it beside the local profile.
+    shared: HashMap<String, Arc<Profile>>,
 }
 
 impl Recorder {
@@ -115,6 +119,7 @@ impl Recorder {
             redactions: 0,
             changes: 0,
             versions: Arc::default(),
+            shared: HashMap::new(),
         }
     }
 
@@ -317,6 +322,34 @@ impl Recorder {
             }
         }
         Ok(best)
+    }
+
+    /// Sets what other nodes learned of `workload` (`None`: nothing); scorers read their
+    /// profiles again.
+    pub fn set_shared(&mut self, workload: &str, profile: Option<Profile>) {
+        if self.shared.get(workload).map(|p| p.as_ref()) == profile.as_ref() {
+            return;
+        }
+        match profile {
+            Some(p) => self.shared.insert(workload.to_string(), Arc::new(p)),
+            None => self.shared.remove(workload),
+        };
+        self.changes += 1;
+    }
+
+    /// The profile to score and enforce `workload` with: its latest local profile merged with
+    /// what other nodes learned of it (the merge is commutative, so every node gets the same).
+    pub fn baseline_profile(&self, workload: &str) -> Result<Option<Profile>> {
+        let local = self.latest_profile(workload)?.map(|(_, s)| s.profile);
+        Ok(match (local, self.shared.get(workload)) {
+            (Some(mut p), Some(other)) => {
+                p.merge(other);
+                Some(p)
+            }
+            (Some(p), None) => Some(p),
+            (None, Some(other)) => Some(Profile::clone(other)),
+            (None, None) => None,
+        })
     }
 
     /// The windows of activity learned beside a profile (memory, else the store).

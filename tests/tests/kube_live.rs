@@ -90,7 +90,10 @@ fn pod_metadata_annotation_modes_and_alerts() {
     std::fs::write(&kubeconfig, fake.kubeconfig()).unwrap();
     std::fs::write(
         &config,
-        format!("[kubernetes]\nenabled = true\nnode_name = \"{NODE}\"\nhold = \"20s\"\n"),
+        format!(
+            "[kubernetes]\nenabled = true\nnode_name = \"{NODE}\"\nhold = \"20s\"\n\
+             publish_every = \"300ms\"\n"
+        ),
     )
     .unwrap();
     let mut ns: Namespace = serde_json::from_value(json!({
@@ -230,6 +233,33 @@ fn pod_metadata_annotation_modes_and_alerts() {
     bare.metadata.annotations = None;
     fake.upsert(&bare);
     wait_mode(&store, "dry-run");
+
+    // This node's part of the shared profile, published under its own field manager.
+    let (ns_name, wp_name) = learner::kubernetes::crd::object_name(WORKLOAD).unwrap();
+    let started = Instant::now();
+    let wp = loop {
+        if let Some(o) = fake.object("workloadprofiles", &ns_name, &wp_name)
+            && o["status"]["entries"].as_u64() > Some(0)
+            && o["status"]["mode"] == "dry-run"
+        {
+            break o;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no WorkloadProfile {ns_name}/{wp_name}: {:?}",
+            fake.requests()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(wp["spec"]["parts"][0]["node"], NODE);
+    assert_eq!(wp["spec"]["parts"][0]["revision"], "5d8f7c9b4");
+    assert!(
+        fake.writes().iter().any(
+            |w| w.path.ends_with(&format!("/workloadprofiles/{wp_name}"))
+                && w.field_manager.as_deref() == Some("baseliner/node-a")
+        ),
+        "applied under the node's field manager"
+    );
 
     // A NetworkPolicy from the profile, selecting the pod's stable labels.
     let yaml = String::from_utf8(run_cli_ok(&store, &["netpol", WORKLOAD])).unwrap();

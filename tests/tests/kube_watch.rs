@@ -67,7 +67,13 @@ fn watches_fill_the_cache_and_annotations_set_modes() {
     let client = fake.client();
     {
         let _guard = rt.enter();
-        watch::spawn(client, "node-a", &shared, recorder.clone());
+        watch::spawn(
+            client,
+            "node-a",
+            &shared,
+            recorder.clone(),
+            Duration::from_secs(1),
+        );
     }
     let workload = "k8s:shop/Deployment/web/app";
     wait("both lists", || {

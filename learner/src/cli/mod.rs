@@ -5,6 +5,7 @@ mod capture;
 mod client;
 mod doctor;
 mod eval;
+mod k8s;
 mod mode;
 mod netpol;
 mod profile;
@@ -42,6 +43,8 @@ enum Command {
     Profile(profile::Args),
     /// Workload modes: set and list.
     Mode(mode::Args),
+    /// Kubernetes helpers: the WorkloadProfile CRD.
+    K8s(k8s::Args),
     /// Kubernetes NetworkPolicy from a workload's profile, or check a namespace's policies.
     Netpol(netpol::Args),
     /// Stored alerts, most recent first.
@@ -91,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Profile(a) => profile::run(a),
         Command::Mode(a) => mode::run(a),
         Command::Netpol(a) => netpol::run(a),
+        Command::K8s(a) => k8s::run(a),
         Command::Alerts(a) => alerts::run(a),
         Command::Audit(a) => alerts::audit(a),
         Command::Review(a) => review::run(a),

@@ -128,8 +128,8 @@ struct Learner {
     evidence: Option<EvidenceWriter>,
     /// The evidence's export to Elasticsearch, when configured.
     elastic: Option<ElasticDelivery>,
-    /// On Kubernetes: pod metadata for events, and the watches' counters.
-    kube: Option<(Attribution, Arc<Mutex<WatchStats>>)>,
+    /// On Kubernetes: pod metadata for events, the watches' counters, diverging replicas.
+    kube: Option<(Attribution, Arc<Mutex<WatchStats>>, watch::DivergentRef)>,
     /// Events ready to handle (reused buffer).
     ready: Vec<profiles::Event>,
 }
@@ -179,7 +179,7 @@ impl Learner {
 
     /// Lets held events go whose pod is known now or that waited too long.
     fn release_held(&mut self, now: Instant) {
-        if let Some((k, _)) = &mut self.kube {
+        if let Some((k, _, _)) = &mut self.kube {
             k.release(now, &mut self.ready);
             self.handle_ready();
         }
@@ -225,7 +225,7 @@ impl Sink for Learner {
             return Ok(()); // the agent's own canary
         }
         match &mut self.kube {
-            Some((k, _)) => {
+            Some((k, _, _)) => {
                 k.admit(e, Instant::now(), &mut self.ready);
                 self.handle_ready();
             }
@@ -243,11 +243,13 @@ impl Sink for Learner {
 
     fn tick(&mut self) -> anyhow::Result<()> {
         self.release_held(Instant::now());
-        if let Some((k, watch)) = &self.kube {
+        if let Some((k, watch, divergent)) = &self.kube {
             let mut stats = serde_json::to_value(k.stats()).unwrap_or_default();
             let w = serde_json::to_value(&*watch.lock().unwrap_or_else(|e| e.into_inner()));
             if let (Some(s), Ok(serde_json::Value::Object(w))) = (stats.as_object_mut(), w) {
                 s.extend(w);
+                let d = divergent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                s.insert("divergent".into(), serde_json::json!(d));
             }
             self.runtime
                 .lock()
@@ -452,7 +454,16 @@ fn start_kubernetes(
         .context("connecting to the Kubernetes API server (in a pod: its service account; else KUBECONFIG or ~/.kube/config)")?;
     let shared = watch::Shared::new();
     let _guard = rt.enter();
-    watch::spawn(client.clone(), &node, &shared, recorder.clone());
+    let publish_every = config
+        .publish_every
+        .unwrap_or(learner::kubernetes::share::PUBLISH_EVERY);
+    watch::spawn(
+        client.clone(),
+        &node,
+        &shared,
+        recorder.clone(),
+        publish_every,
+    );
     let hold = config.hold.unwrap_or(DEFAULT_MAX_HOLD);
     tracing::info!(%node, hold = %humantime::format_duration(hold),
         "Kubernetes: watching this node's pods and the namespaces");
@@ -660,6 +671,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (
                 Attribution::new(shared.cache.clone(), hold),
                 shared.stats.clone(),
+                shared.divergent.clone(),
             )
         }),
         ready: Vec::new(),
@@ -701,7 +713,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let result = rt.block_on(async {
         let r = drive(&opts, duration, &mut learner).await;
         // Events still waiting for their pod go on as they are.
-        if let Some((k, _)) = &mut learner.kube {
+        if let Some((k, _, _)) = &mut learner.kube {
             k.drain(&mut learner.ready);
             learner.handle_ready();
         }

@@ -83,13 +83,13 @@ impl Enforcer {
         self.dry_run.clear();
         let mut report = Vec::new();
         for (w, _) in modes.iter().filter(|(_, m)| *m == Mode::DryRun) {
-            if let Some((_, p)) = recorder.latest_profile(w)? {
-                let list = AllowList::compile(&p.profile);
+            if let Some(profile) = recorder.baseline_profile(w)? {
+                let list = AllowList::compile(&profile);
                 report.push(WorkloadEnforcement {
                     workload: w.clone(),
                     state: "dry run: would block, does not".into(),
                     cgroup_id: 0,
-                    profile_entries: p.profile.execs.len() + p.profile.connects.len(),
+                    profile_entries: profile.execs.len() + profile.connects.len(),
                     kernel_entries: 0,
                     widened: list.widened,
                     unchecked: list.unchecked,
@@ -131,7 +131,7 @@ impl Enforcer {
         recorder: &Recorder,
         probes: &mut Probes,
     ) -> Result<WorkloadEnforcement> {
-        let profile = recorder.latest_profile(w)?.map(|(_, s)| s.profile);
+        let profile = recorder.baseline_profile(w)?;
         let mut report = WorkloadEnforcement {
             workload: w.to_string(),
             state: String::new(),

@@ -10,4 +10,5 @@ pub mod pods;
 pub mod policy;
 pub mod publish;
 pub mod respond;
+pub mod share;
 pub mod watch;

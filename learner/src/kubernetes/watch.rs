@@ -25,6 +25,9 @@ use super::{
 };
 use crate::control::SharedRecorder;
 
+/// Workload → diverging replicas, as the profile sharing reports them.
+pub type DivergentRef = super::share::Divergent;
+
 /// The name the agent reports Kubernetes Events under.
 pub const REPORTER: &str = "baseliner";
 
@@ -58,6 +61,8 @@ pub struct Shared {
     pub stats: Arc<Mutex<WatchStats>>,
     /// Rung after every change of the cache.
     pub changed: Arc<Notify>,
+    /// Workload → replicas whose part of the shared profile diverges from their siblings'.
+    pub divergent: DivergentRef,
 }
 
 impl Shared {
@@ -68,6 +73,7 @@ impl Shared {
             mode_sources: Arc::default(),
             stats: Arc::default(),
             changed: Arc::new(Notify::new()),
+            divergent: Arc::default(),
         }
     }
 
@@ -86,16 +92,35 @@ impl Default for Shared {
     }
 }
 
-/// Starts the watches and the mode controller on the current tokio runtime; they run until
-/// the runtime stops.
-pub fn spawn(client: Client, node: &str, shared: &Shared, recorder: SharedRecorder) {
+/// Starts the watches, the mode controller and the profile sharing on the current tokio
+/// runtime; they run until the runtime stops.
+pub fn spawn(
+    client: Client,
+    node: &str,
+    shared: &Shared,
+    recorder: SharedRecorder,
+    publish_every: std::time::Duration,
+) {
     tokio::spawn(watch_pods(client.clone(), node.to_string(), shared.clone()));
     tokio::spawn(watch_namespaces(client.clone(), shared.clone()));
     tokio::spawn(apply_modes(
-        client,
+        client.clone(),
         node.to_string(),
         shared.clone(),
+        recorder.clone(),
+    ));
+    tokio::spawn(super::share::watch_profiles(
+        client.clone(),
+        node.to_string(),
+        recorder.clone(),
+    ));
+    tokio::spawn(super::share::publish_loop(
+        client,
+        node.to_string(),
+        publish_every,
         recorder,
+        shared.mode_sources.clone(),
+        shared.divergent.clone(),
     ));
 }
 

@@ -367,3 +367,50 @@ fn learned_windows_survive_a_restart_and_flag_a_connect_burst_in_alert_mode() {
         "stored before delivery"
     );
 }
+
+#[test]
+fn other_nodes_parts_join_the_baseline_but_not_the_local_profile() {
+    let dir = Dir::new("shared");
+    let mut r = recorder(&dir.0, settings());
+    let w = "k8s:shop/Deployment/web/app";
+    r.learn(exec(w, S, "/usr/bin/local-tool")).unwrap();
+    // What another node learned: one program this node never ran.
+    let mut other = Recorder::with_settings(
+        Store::open_waiting(&dir.0.join("other"), Duration::from_secs(10)).unwrap(),
+        Redactor::default(),
+        settings(),
+    );
+    other.learn(exec(w, S, "/usr/bin/remote-tool")).unwrap();
+    let remote = other.latest_profile(w).unwrap().unwrap().1.profile;
+    let changes = r.changes;
+    r.set_shared(w, Some(remote.clone()));
+    assert_eq!(r.changes, changes + 1, "scorers read the baseline again");
+    r.set_shared(w, Some(remote.clone()));
+    assert_eq!(
+        r.changes,
+        changes + 1,
+        "the same parts again change nothing"
+    );
+    let baseline = r.baseline_profile(w).unwrap().unwrap();
+    let programs: Vec<String> = baseline.execs.keys().map(|e| e.path.clone()).collect();
+    assert!(
+        programs.contains(&"/usr/bin/local-tool".to_string()),
+        "{programs:?}"
+    );
+    assert!(
+        programs.contains(&"/usr/bin/remote-tool".to_string()),
+        "{programs:?}"
+    );
+    // The local profile (what this node publishes) holds only what this node saw.
+    let local = r.latest_profile(w).unwrap().unwrap().1.profile;
+    assert_eq!(local.execs.len(), 1);
+    // A workload only other nodes learned still has a baseline.
+    r.set_shared("k8s:shop/Deployment/api/app", Some(remote));
+    assert!(
+        r.baseline_profile("k8s:shop/Deployment/api/app")
+            .unwrap()
+            .is_some()
+    );
+    r.set_shared(w, None);
+    assert_eq!(r.baseline_profile(w).unwrap().unwrap().execs.len(), 1);
+}
