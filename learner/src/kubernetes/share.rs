@@ -55,7 +55,7 @@ pub async fn publish_loop(
     loop {
         every.tick().await;
         round = round.wrapping_add(1);
-        let refresh = round % REFRESH_EVERY == 0;
+        let refresh = round.is_multiple_of(REFRESH_EVERY);
         let due = match local_profiles(&recorder, &sources) {
             Ok(d) => d,
             Err(e) => {
