@@ -25,4 +25,6 @@ cargo build --release -p learner --bin baseliner
 BENCH_SECONDS=${BENCH_SECONDS:-1} BENCH_ROUNDS=${BENCH_ROUNDS:-1} cargo bench -p baseliner-tests --bench overhead
 step "alert latency benchmark (short run: every deviation must reach the webhook)"
 BENCH_DEVIATIONS=${BENCH_DEVIATIONS:-20} cargo bench -p baseliner-tests --bench alert_latency
+step "pod cache benchmark (1,000 pods through the fake Kubernetes API server)"
+cargo bench -p baseliner-tests --bench kube_pods
 step "all tests passed"
