@@ -6,17 +6,18 @@
 //! happened before the watch reported the pod), that the workload is named by its Deployment,
 //! that the `baseliner.io/mode` annotation switches the mode through the watch within seconds,
 //! that an invalid value keeps the mode and is reported as a Kubernetes Event, that the API
-//! refuses to set an annotated mode, and that an unknown binary then alerts with the pod's
-//! metadata.
+//! refuses to set an annotated mode, that an unknown binary then alerts with the pod's
+//! metadata, and that in enforce mode the pod's cgroup blocks an unknown program.
 
 use std::{
+    os::unix::process::ExitStatusExt,
     path::Path,
     time::{Duration, Instant},
 };
 
 use baseliner_tests::{
-    LearnAgent, TestCgroup, fake_kube::FakeKube, live_enabled, run_cli, run_cli_ok, temp_dir,
-    wait_alert,
+    LearnAgent, TestCgroup, fake_kube::FakeKube, live_enabled, marker_program, run_cli, run_cli_ok,
+    temp_dir, wait_alert, wait_enforcing,
 };
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde_json::{Value, json};
@@ -279,6 +280,28 @@ fn pod_metadata_annotation_modes_and_alerts() {
         ),
         "the policies were read from the API server"
     );
+
+    // Enforce from the namespace annotation: the container's cgroup gets the allow-list, an
+    // unknown program is killed before it runs, a learned one still runs.
+    ns.metadata.annotations =
+        Some([("baseliner.io/mode".to_string(), "enforce".to_string())].into());
+    fake.upsert(&ns);
+    wait_mode(&store, "enforce");
+    wait_enforcing(&store, WORKLOAD, true);
+    let marker = dir.join("marker");
+    let prog = dir.join("not-learned");
+    marker_program(&prog, &marker);
+    let status_of = ctr.command(&prog).status().unwrap();
+    assert_eq!(status_of.signal(), Some(libc::SIGKILL), "{status_of}");
+    assert!(!marker.exists(), "the unknown program ran");
+    ctr.run_bash(&normal);
+    // Back to alert: blocking ends at once.
+    ns.metadata.annotations = Some([("baseliner.io/mode".to_string(), "alert".to_string())].into());
+    fake.upsert(&ns);
+    wait_enforcing(&store, WORKLOAD, false);
+    let ran = ctr.command(&prog).status().unwrap();
+    assert!(ran.success(), "{ran}");
+    assert!(marker.exists());
 
     let k = status(&store)["agent"]["kubernetes"].clone();
     assert_eq!(

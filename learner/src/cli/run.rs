@@ -188,6 +188,11 @@ impl Learner {
     /// Records, scores and keeps one attributed event.
     fn handle(&mut self, e: profiles::Event) {
         let mut e = e;
+        if e.workload.k8s.is_some() {
+            // A pod's containers are the cgroups its workload is enforced in.
+            self.enforcer
+                .note_cgroup(&e.workload.id, e.workload.cgroup_id);
+        }
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         r.redact(&mut e);
         if let Some(w) = &self.evidence {

@@ -6,7 +6,7 @@
 //! kill everything it runs.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -19,7 +19,7 @@ use profiles::mode::Mode;
 use super::allow::AllowList;
 use crate::{kernel::Probes, recorder::Recorder};
 
-/// What the kernel enforces for one workload.
+/// What the kernel enforces for one cgroup of a workload.
 struct Enforced {
     cgroup_id: u64,
     generation: u32,
@@ -29,7 +29,13 @@ struct Enforced {
 /// Maintains the enforcement maps.
 pub struct Enforcer {
     cgroup_root: PathBuf,
+    /// By unit: the workload id for a host workload (one cgroup, its path), `<id>#<cgroup id>`
+    /// for each cgroup of a Kubernetes workload (one per replica on this node).
     enforced: HashMap<String, Enforced>,
+    /// The allow-list each enforced workload's units share.
+    lists: HashMap<String, Arc<AllowList>>,
+    /// The cgroups events of each Kubernetes workload came from (its containers on this node).
+    pod_cgroups: HashMap<String, BTreeSet<u64>>,
     /// Allow-lists of workloads in dry-run mode (never in the kernel).
     dry_run: HashMap<String, Arc<AllowList>>,
     next_generation: u32,
@@ -42,6 +48,8 @@ impl Enforcer {
         Enforcer {
             cgroup_root: cgroup_root.to_path_buf(),
             enforced: HashMap::new(),
+            lists: HashMap::new(),
+            pod_cgroups: HashMap::new(),
             dry_run: HashMap::new(),
             next_generation: 1,
             report: Vec::new(),
@@ -51,10 +59,37 @@ impl Enforcer {
     /// The allow-list of `workload`: the one the kernel holds when it is enforced, the one it
     /// would hold in a dry run.
     pub fn allow_list(&self, workload: &str) -> Option<Arc<AllowList>> {
-        self.enforced
+        self.lists
             .get(workload)
-            .map(|e| e.list.clone())
-            .or_else(|| self.dry_run.get(workload).cloned())
+            .or_else(|| self.dry_run.get(workload))
+            .cloned()
+    }
+
+    /// Notes that an event of Kubernetes workload `workload` came from cgroup `cgroup_id`: in
+    /// enforce mode, that cgroup is enforced too.
+    pub fn note_cgroup(&mut self, workload: &str, cgroup_id: u64) {
+        match self.pod_cgroups.get_mut(workload) {
+            Some(ids) => {
+                ids.insert(cgroup_id);
+            }
+            None => {
+                self.pod_cgroups
+                    .insert(workload.to_string(), BTreeSet::from([cgroup_id]));
+            }
+        }
+    }
+
+    /// The cgroups of `workload` and the unit key of each: a host workload's one cgroup (its
+    /// path), or every cgroup a Kubernetes workload's events came from.
+    fn units(&self, workload: &str) -> Vec<(String, Option<u64>)> {
+        match self.pod_cgroups.get(workload) {
+            Some(ids) if workload.starts_with("k8s:") => ids
+                .iter()
+                .map(|id| (format!("{workload}#{id}"), Some(*id)))
+                .collect(),
+            _ if workload.starts_with("k8s:") => vec![(workload.to_string(), None)],
+            _ => vec![(workload.to_string(), self.cgroup_id(workload))],
+        }
     }
 
     /// Whether any workload's allow-list is in the kernel.
@@ -97,26 +132,57 @@ impl Enforcer {
                 self.dry_run.insert(w.clone(), Arc::new(list));
             }
         }
+        let units: Vec<(String, String, Option<u64>)> = wanted
+            .iter()
+            .flat_map(|w| {
+                self.units(w)
+                    .into_iter()
+                    .map(move |(unit, id)| (w.clone(), unit, id))
+            })
+            .collect();
         let gone: Vec<String> = self
             .enforced
             .keys()
-            .filter(|w| !wanted.contains(w))
+            .filter(|u| !units.iter().any(|(_, unit, _)| unit == *u))
             .cloned()
             .collect();
-        for w in gone {
-            self.release(&w, probes)?;
-            tracing::info!(workload = %w, "enforcement ended");
+        for u in gone {
+            self.release(&u, probes)?;
+            tracing::info!(unit = %u, "enforcement ended");
         }
-        for w in wanted {
-            report.push(self.sync_one(&w, recorder, probes)?);
+        self.lists.retain(|w, _| wanted.contains(w));
+        for w in &wanted {
+            let profile = recorder.baseline_profile(w)?;
+            let list = profile
+                .as_ref()
+                .filter(|p| !p.is_empty())
+                .map(|p| Arc::new(AllowList::compile(p)));
+            let entries = profile
+                .as_ref()
+                .map_or(0, |p| p.execs.len() + p.connects.len());
+            match &list {
+                Some(l) => {
+                    // Units share one copy while it is unchanged.
+                    if self.lists.get(w).is_none_or(|cur| **cur != **l) {
+                        self.lists.insert(w.clone(), l.clone());
+                    }
+                }
+                None => {
+                    self.lists.remove(w);
+                }
+            }
+            let list = self.lists.get(w).cloned();
+            for (_, unit, cgroup_id) in units.iter().filter(|(uw, _, _)| uw == w) {
+                report.push(self.sync_one(w, unit, *cgroup_id, list.clone(), entries, probes)?);
+            }
         }
         self.report = report;
         Ok(())
     }
 
-    /// Removes a workload's entry, then its allow-list.
-    fn release(&mut self, workload: &str, probes: &mut Probes) -> Result<()> {
-        let Some(old) = self.enforced.remove(workload) else {
+    /// Removes a unit's entry, then its allow-list.
+    fn release(&mut self, unit: &str, probes: &mut Probes) -> Result<()> {
+        let Some(old) = self.enforced.remove(unit) else {
             return Ok(());
         };
         probes.unenforce(old.cgroup_id)?;
@@ -125,44 +191,42 @@ impl Enforcer {
         Ok(())
     }
 
+    /// Brings one cgroup of workload `w` (the unit `unit`) in line with `list`.
     fn sync_one(
         &mut self,
         w: &str,
-        recorder: &Recorder,
+        unit: &str,
+        cgroup_id: Option<u64>,
+        list: Option<Arc<AllowList>>,
+        profile_entries: usize,
         probes: &mut Probes,
     ) -> Result<WorkloadEnforcement> {
-        let profile = recorder.baseline_profile(w)?;
         let mut report = WorkloadEnforcement {
             workload: w.to_string(),
             state: String::new(),
             cgroup_id: 0,
-            profile_entries: profile
-                .as_ref()
-                .map_or(0, |p| p.execs.len() + p.connects.len()),
+            profile_entries,
             kernel_entries: 0,
             widened: 0,
             unchecked: 0,
         };
-        let cgroup_id = self.cgroup_id(w);
-        let (Some(profile), Some(cgroup_id)) = (profile.filter(|p| !p.is_empty()), cgroup_id)
-        else {
+        let (Some(list), Some(cgroup_id)) = (list, cgroup_id) else {
             report.state = if cgroup_id.is_none() {
                 "not enforced: no cgroup".into()
             } else {
                 "not enforced: no profile".into()
             };
-            self.release(w, probes)?;
+            self.release(unit, probes)?;
             return Ok(report);
         };
-        let list = AllowList::compile(&profile);
         report.cgroup_id = cgroup_id;
         report.kernel_entries = list.kernel_entries();
         report.widened = list.widened;
         report.unchecked = list.unchecked;
         report.state = "enforcing".into();
-        if let Some(cur) = self.enforced.get(w)
+        if let Some(cur) = self.enforced.get(unit)
             && cur.cgroup_id == cgroup_id
-            && *cur.list == list
+            && *cur.list == *list
         {
             return Ok(report);
         }
@@ -171,7 +235,7 @@ impl Enforcer {
         let new = Enforced {
             cgroup_id,
             generation,
-            list: Arc::new(list),
+            list,
         };
         new.list
             .apply(probes, cgroup_id, generation, true)
@@ -185,7 +249,7 @@ impl Enforcer {
         )?;
         tracing::info!(workload = %w, cgroup_id, generation,
             entries = new.list.kernel_entries(), "allow-list in force");
-        if let Some(old) = self.enforced.insert(w.to_string(), new) {
+        if let Some(old) = self.enforced.insert(unit.to_string(), new) {
             if old.cgroup_id != cgroup_id {
                 probes.unenforce(old.cgroup_id)?;
             }

@@ -241,19 +241,16 @@ pub async fn apply_modes(client: Client, node: String, shared: Shared, recorder:
         let outcome = {
             let cache = shared.cache.read().unwrap_or_else(|e| e.into_inner());
             let mut r = recorder.lock().unwrap_or_else(|e| e.into_inner());
-            modes.reconcile(&cache, &mut r)
+            let outcome = modes.reconcile(&cache, &mut r);
+            // Before the recorder is released: whoever sees a mode sees where it comes from.
+            *shared
+                .mode_sources
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = modes.sources();
+            outcome
         };
         match outcome {
             Ok((changes, invalid)) => {
-                tracing::debug!(
-                    governed = modes.sources().len(),
-                    changes = changes.len(),
-                    "modes reconciled"
-                );
-                *shared
-                    .mode_sources
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner()) = modes.sources();
                 {
                     let mut s = shared.stats();
                     s.mode_changes += changes.len() as u64;
