@@ -11,10 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::{Context as _, Result};
 use profiles::mode::Mode;
 
-use super::{
-    identity::{MODE_ANNOTATION, workload_id},
-    pods::PodCache,
-};
+use super::{identity::MODE_ANNOTATION, pods::PodCache};
 use crate::recorder::{Recorder, now_ns};
 
 /// The object whose annotation decided (or was invalid).
@@ -98,24 +95,11 @@ fn parse(
 /// What the annotations decide for every workload with a pod on this node, and the invalid
 /// values met on the way.
 pub fn decide(cache: &PodCache) -> (BTreeMap<String, Decision>, Vec<InvalidMode>) {
-    // The newest pod of each workload (ties: the name, so the choice is stable).
-    let mut newest: HashMap<String, (&i64, &str, &std::sync::Arc<super::identity::PodInfo>)> =
-        HashMap::new();
-    for pod in cache.pods() {
-        for c in &pod.containers {
-            let id = workload_id(&c.meta);
-            let cand = (&pod.created, pod.name.as_str(), pod);
-            match newest.get(&id) {
-                Some((t, n, _)) if (*t, *n) >= (cand.0, cand.1) => {}
-                _ => {
-                    newest.insert(id, cand);
-                }
-            }
-        }
-    }
+    // The newest pod speaks for its workload (ties: the name, so the choice is stable).
+    let newest = cache.newest_pods();
     let mut invalid = Vec::new();
     let mut decisions = BTreeMap::new();
-    for (id, (_, _, pod)) in newest {
+    for (id, pod) in newest {
         let on_pod = Annotated::Pod {
             namespace: pod.namespace.clone(),
             name: pod.name.clone(),

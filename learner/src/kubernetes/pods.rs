@@ -156,6 +156,24 @@ impl PodCache {
         self.pods.is_empty()
     }
 
+    /// The newest pod (by creation time, then name) of each workload with a pod here: the one
+    /// whose annotations and labels speak for the workload's replicas.
+    pub fn newest_pods(&self) -> HashMap<String, &Arc<PodInfo>> {
+        let mut newest: HashMap<String, &Arc<PodInfo>> = HashMap::new();
+        for pod in self.pods.values() {
+            for c in &pod.containers {
+                let id = super::identity::workload_id(&c.meta);
+                match newest.get(&id) {
+                    Some(n) if (n.created, &n.name) >= (pod.created, &pod.name) => {}
+                    _ => {
+                        newest.insert(id, pod);
+                    }
+                }
+            }
+        }
+        newest
+    }
+
     /// The pod with IP `ip`, if it runs on this node.
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&Arc<PodInfo>> {
         self.pods.values().find(|p| p.ips.contains(&ip))

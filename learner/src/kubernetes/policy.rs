@@ -39,22 +39,16 @@ pub enum PolicyError {
 
 /// The labels of the newest pod of `workload` in `cache`, less those that change per rollout.
 pub fn selector_of(cache: &PodCache, workload: &str) -> Option<BTreeMap<String, String>> {
-    cache
-        .pods()
-        .filter(|p| {
-            p.containers
-                .iter()
-                .any(|c| workload_id(&c.meta) == workload)
-        })
-        .max_by_key(|p| (p.created, p.name.clone()))
-        .map(|p| {
-            p.sandbox
-                .labels
-                .iter()
-                .filter(|(k, _)| !VOLATILE_LABELS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
+    let newest = cache.newest_pods();
+    let pod = newest.get(workload)?;
+    Some(
+        pod.sandbox
+            .labels
+            .iter()
+            .filter(|(k, _)| !VOLATILE_LABELS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }
 
 /// The policy's name: `baseliner-<owner name>-<container>`, lower case, at most 63 characters.
