@@ -4,24 +4,88 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-    bpf_ktime_get_boot_ns, generated::bpf_get_current_comm,
+    bpf_ktime_get_boot_ns,
+    generated::{bpf_get_current_comm, bpf_get_current_task_btf},
 };
-use learner_ebpf::{COMM_LEN, DedupKey, EventHeader, EventKind, FNV_OFFSET, KindStats, mix};
+use learner_ebpf::{
+    COMM_LEN, DedupKey, EventHeader, EventKind, FNV_OFFSET, KindStats, MONITORED_SLOTS,
+    SLOT_SHARED, TaskLayout, mix, recent_key, recent_slot,
+};
 
-use crate::maps::{CONFIG, DEDUP, DEDUP_WINDOW, EVENTS, MONITORED, PARENTS, STATS};
+use crate::maps::{
+    CONFIG, DEDUP, DEDUP_RECENT, DEDUP_WINDOW, EVENTS, MONITORED, MONITORED_FAST, PARENTS, STATS,
+};
 
-/// The current task's cgroup id when it is monitored; `None` costs one map lookup.
+/// Field offsets of this kernel's task and cgroup structures, set by the loader from BTF.
+#[unsafe(no_mangle)]
+static TASK_LAYOUT: TaskLayout = TaskLayout::HELPERS;
+
+/// The task a probe runs for: its cgroup id and, with a known [`TaskLayout`], its
+/// `task_struct` (null otherwise).
+#[derive(Clone, Copy)]
+pub struct Current {
+    /// cgroup2 id.
+    pub cgroup_id: u64,
+    task: *const u8,
+}
+
+/// The loader's layout. A volatile read of the read-only global: the verifier sees its values
+/// as constants, so the loads below have the constant offsets it requires.
 #[inline(always)]
-pub fn monitored_cgroup() -> Option<u64> {
+fn layout() -> TaskLayout {
+    unsafe { core::ptr::read_volatile(&TASK_LAYOUT) }
+}
+
+/// Reads a field at `off` bytes into a kernel structure (a BTF-checked load, no helper call).
+///
+/// # Safety
+/// `base` is a BTF pointer from the kernel and `off` the offset of a `T` field in its type.
+#[inline(always)]
+unsafe fn field<T: Copy>(base: *const u8, off: u32) -> T {
+    unsafe { core::ptr::read(base.add(off as usize) as *const T) }
+}
+
+/// The current task and its cgroup id: one helper call and four loads with a known layout,
+/// `bpf_get_current_cgroup_id` otherwise.
+#[inline(always)]
+fn current() -> Current {
+    let l = layout();
+    if l.direct == 0 {
+        return Current {
+            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            task: core::ptr::null(),
+        };
+    }
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    // SAFETY: the offsets come from this kernel's BTF; the verifier checks each load against it.
+    let cgroup_id = unsafe {
+        let css_set: *const u8 = field(task, l.task_cgroups);
+        let cgroup: *const u8 = field(css_set, l.css_set_dfl_cgrp);
+        let kn: *const u8 = field(cgroup, l.cgroup_kn);
+        field::<u64>(kn, l.kernfs_node_id)
+    };
+    Current { cgroup_id, task }
+}
+
+/// The current task when its cgroup is monitored. The filter is usually decided by one
+/// inlined array load; only a slot shared by several monitored cgroups costs a hash-map lookup.
+#[inline(always)]
+pub fn monitored_cgroup() -> Option<Current> {
     let cfg = CONFIG.get(0)?;
     if cfg.paused != 0 {
         return None;
     }
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    if cfg.filter_enabled != 0 && unsafe { MONITORED.get(cgroup_id) }.is_none() {
-        return None;
+    let cur = current();
+    let cgroup_id = cur.cgroup_id;
+    if cfg.filter_enabled != 0 {
+        let slot = MONITORED_FAST.get((cgroup_id % MONITORED_SLOTS as u64) as u32)?;
+        if *slot != cgroup_id
+            && (*slot != SLOT_SHARED || unsafe { MONITORED.get(cgroup_id) }.is_none())
+        {
+            return None;
+        }
     }
-    Some(cgroup_id)
+    Some(cur)
 }
 
 #[inline(always)]
@@ -50,12 +114,19 @@ pub fn count_seen(kind: EventKind) {
 /// Starts the common header: what the dedup identity needs (kind, cgroup, task name). The time
 /// and process fields are filled by [`output`], so a deduplicated event never pays for them.
 #[inline(always)]
-pub fn begin_header(h: &mut EventHeader, kind: EventKind, cgroup_id: u64) {
+pub fn begin_header(h: &mut EventHeader, kind: EventKind, cur: Current) {
     h.kind = kind as u32;
     h.flags = 0;
-    h.cgroup_id = cgroup_id;
-    // The helper NUL-pads the name, so no zeroing first.
-    unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), COMM_LEN as u32) };
+    h.cgroup_id = cur.cgroup_id;
+    if cur.task.is_null() {
+        // The helper NUL-pads the name, so no zeroing first.
+        unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), COMM_LEN as u32) };
+        return;
+    }
+    let off = layout().task_comm;
+    // SAFETY: `comm` is a 16-byte array in `task_struct`; the kernel keeps it NUL-padded.
+    let words: [u64; 2] = unsafe { [field(cur.task, off), field(cur.task, off + 8)] };
+    h.comm = unsafe { core::mem::transmute::<[u64; 2], [u8; COMM_LEN]>(words) };
 }
 
 /// Fills the time and the process fields of the header for the current task.
@@ -107,7 +178,9 @@ pub fn hash_bytes<const N: usize>(mut hash: u64, buf: &[u8; N], len: usize) -> u
 /// counts it. Otherwise records the window as its last send.
 ///
 /// Windows are numbered by userspace (`DEDUP_WINDOW[0]`, advanced every window), so checking
-/// a repeat needs no clock read: an event is sent at most once per window.
+/// a repeat needs no clock read: an event is sent at most once per window. A per-CPU cache of
+/// recent identities answers a tight repeat without a helper call; the `DEDUP` LRU map stays
+/// the record shared by all CPUs.
 #[inline(always)]
 pub fn is_repeat(kind: EventKind, cgroup_id: u64, hash: u64) -> bool {
     let Some(cfg) = CONFIG.get(0) else {
@@ -119,21 +192,47 @@ pub fn is_repeat(kind: EventKind, cgroup_id: u64, hash: u64) -> bool {
     let Some(window) = DEDUP_WINDOW.get(0).copied() else {
         return false;
     };
+    let recent_key = recent_key(cgroup_id, hash);
+    let recent = DEDUP_RECENT.get_ptr_mut(recent_slot(recent_key));
+    if let Some(r) = recent {
+        // SAFETY: this CPU's slot; programs on one CPU do not run concurrently here.
+        let r = unsafe { &*r };
+        if r.key == recent_key && r.window == window {
+            count_deduplicated(kind);
+            return true;
+        }
+    }
     let key = DedupKey { cgroup_id, hash };
-    if let Some(last) = DEDUP.get_ptr_mut(key) {
+    let repeat = if let Some(last) = DEDUP.get_ptr_mut(key) {
         // SAFETY: a live map value; a racing writer can only store another window number.
         let last = unsafe { &mut *last };
         if *last == window {
-            if let Some(s) = stats(kind) {
-                bump(&s.deduplicated);
-            }
-            return true;
+            count_deduplicated(kind);
+            true
+        } else {
+            *last = window;
+            false
         }
-        *last = window;
-        return false;
+    } else {
+        let _ = DEDUP.insert(key, window, 0);
+        false
+    };
+    // Sent in this window, by this call or an earlier one: the next repeat on this CPU stops
+    // here. [`output`] empties the slot again if the ring is full.
+    if let Some(r) = recent {
+        // SAFETY: as above.
+        let r = unsafe { &mut *r };
+        r.key = recent_key;
+        r.window = window;
     }
-    let _ = DEDUP.insert(key, window, 0);
-    false
+    repeat
+}
+
+#[inline(always)]
+fn count_deduplicated(kind: EventKind) {
+    if let Some(s) = stats(kind) {
+        bump(&s.deduplicated);
+    }
 }
 
 /// `BPF_RB_NO_WAKEUP` while little data waits in the ring, `BPF_RB_FORCE_WAKEUP` once
@@ -178,10 +277,15 @@ pub fn output<T>(
         bump(if ok { &s.emitted } else { &s.dropped });
     }
     if !ok && let Some(hash) = dedup_hash {
-        let key = DedupKey {
-            cgroup_id: unsafe { (*header).cgroup_id },
-            hash,
-        };
-        let _ = DEDUP.remove(key);
+        let cgroup_id = unsafe { (*header).cgroup_id };
+        let _ = DEDUP.remove(DedupKey { cgroup_id, hash });
+        let key = recent_key(cgroup_id, hash);
+        if let Some(r) = DEDUP_RECENT.get_ptr_mut(recent_slot(key)) {
+            // SAFETY: this CPU's slot.
+            let r = unsafe { &mut *r };
+            if r.key == key {
+                r.key = 0;
+            }
+        }
     }
 }

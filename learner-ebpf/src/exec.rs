@@ -16,7 +16,7 @@ use learner_ebpf::{
 
 use crate::{
     ctx_read,
-    emit::{begin_header, count_seen, fill_task, monitored_cgroup, output},
+    emit::{Current, begin_header, count_seen, fill_task, monitored_cgroup, output},
     maps::{CONFIG, EXEC_PENDING, EXEC_SCRATCH, PARENTS},
 };
 
@@ -40,10 +40,10 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 
 /// `execve(filename, argv, envp)`.
 #[inline(always)]
-pub unsafe fn execve(cgroup_id: u64, a: &[u64; 6]) {
+pub unsafe fn execve(cur: Current, a: &[u64; 6]) {
     unsafe {
         stash_exec(
-            cgroup_id,
+            cur,
             AT_FDCWD,
             a[0] as *const u8,
             a[1] as *const *const u8,
@@ -54,10 +54,10 @@ pub unsafe fn execve(cgroup_id: u64, a: &[u64; 6]) {
 
 /// `execveat(dirfd, filename, argv, envp, flags)`.
 #[inline(always)]
-pub unsafe fn execveat(cgroup_id: u64, a: &[u64; 6]) {
+pub unsafe fn execveat(cur: Current, a: &[u64; 6]) {
     unsafe {
         stash_exec(
-            cgroup_id,
+            cur,
             a[0] as i32,
             a[1] as *const u8,
             a[2] as *const *const u8,
@@ -70,7 +70,7 @@ pub unsafe fn execveat(cgroup_id: u64, a: &[u64; 6]) {
 /// them by tid until `sched_process_exec` confirms the exec; a failed exec is never emitted.
 #[inline(always)]
 unsafe fn stash_exec(
-    cgroup_id: u64,
+    cur: Current,
     dirfd: i32,
     filename: *const u8,
     argv: *const *const u8,
@@ -80,7 +80,7 @@ unsafe fn stash_exec(
         return;
     };
     let ev = unsafe { &mut *ev };
-    begin_header(&mut ev.header, EventKind::Exec, cgroup_id);
+    begin_header(&mut ev.header, EventKind::Exec, cur);
     fill_task(&mut ev.header);
     ev.header.flags = flags;
     ev.dirfd = dirfd;
@@ -163,13 +163,13 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     };
     let ev = unsafe { &mut *ev };
     count_seen(EventKind::Exec);
-    let Some(cgroup_id) = monitored_cgroup() else {
+    let Some(cur) = monitored_cgroup() else {
         let _ = EXEC_PENDING.remove(old_pid);
         return 0;
     };
     // Refresh the task fields: pid, comm and credentials are those of the new image.
     let flags = ev.header.flags;
-    begin_header(&mut ev.header, EventKind::Exec, cgroup_id);
+    begin_header(&mut ev.header, EventKind::Exec, cur);
     ev.header.flags = flags | blocked;
     let header = &mut ev.header as *mut _;
     output(EventKind::Exec, ev, header, None);
@@ -182,7 +182,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 /// tracepoint record; the arguments are unknown and the event says so.
 #[inline(always)]
 fn unstashed_exec(ctx: &TracePointContext, loc: u32, blocked: u32) -> u32 {
-    let Some(cgroup_id) = monitored_cgroup() else {
+    let Some(cur) = monitored_cgroup() else {
         return 0;
     };
     count_seen(EventKind::Exec);
@@ -190,7 +190,7 @@ fn unstashed_exec(ctx: &TracePointContext, loc: u32, blocked: u32) -> u32 {
         return 0;
     };
     let ev = unsafe { &mut *ev };
-    begin_header(&mut ev.header, EventKind::Exec, cgroup_id);
+    begin_header(&mut ev.header, EventKind::Exec, cur);
     ev.header.flags = FLAG_ARGV_UNKNOWN | blocked;
     ev.argc = 0;
     ev.argv_len = 0;

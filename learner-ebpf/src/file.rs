@@ -4,7 +4,7 @@ use aya_ebpf::helpers::{bpf_probe_read_user, generated::bpf_probe_read_user_str}
 use learner_ebpf::{EventKind, FLAG_OPENAT2, FLAG_PATH_TRUNCATED, PATH_LEN, mix};
 
 use crate::{
-    emit::{begin_header, count_seen, hash_bytes, hash_start, is_repeat, output},
+    emit::{Current, begin_header, count_seen, hash_bytes, hash_start, is_repeat, output},
     maps::OPEN_SCRATCH,
 };
 
@@ -13,17 +13,17 @@ const CLASS_BITS: u32 = 0o3 | 0o100 | 0o1000;
 
 /// `openat(dirfd, path, flags, mode)`.
 #[inline(always)]
-pub unsafe fn openat(cgroup_id: u64, a: &[u64; 6]) {
-    unsafe { handle_open(cgroup_id, a[0] as i32, a[1] as *const u8, a[2] as u32, 0) }
+pub unsafe fn openat(cur: Current, a: &[u64; 6]) {
+    unsafe { handle_open(cur, a[0] as i32, a[1] as *const u8, a[2] as u32, 0) }
 }
 
 /// `openat2(dirfd, path, struct open_how *how, size)`; `how` starts with the u64 flags.
 #[inline(always)]
-pub unsafe fn openat2(cgroup_id: u64, a: &[u64; 6]) {
+pub unsafe fn openat2(cur: Current, a: &[u64; 6]) {
     let flags = unsafe { bpf_probe_read_user(a[2] as *const u64) }.unwrap_or(0);
     unsafe {
         handle_open(
-            cgroup_id,
+            cur,
             a[0] as i32,
             a[1] as *const u8,
             flags as u32,
@@ -33,13 +33,13 @@ pub unsafe fn openat2(cgroup_id: u64, a: &[u64; 6]) {
 }
 
 #[inline(always)]
-unsafe fn handle_open(cgroup_id: u64, dirfd: i32, path: *const u8, open_flags: u32, flags: u32) {
+unsafe fn handle_open(cur: Current, dirfd: i32, path: *const u8, open_flags: u32, flags: u32) {
     count_seen(EventKind::Open);
     let Some(ev) = OPEN_SCRATCH.get_ptr_mut(0) else {
         return;
     };
     let ev = unsafe { &mut *ev };
-    begin_header(&mut ev.header, EventKind::Open, cgroup_id);
+    begin_header(&mut ev.header, EventKind::Open, cur);
     ev.header.flags = flags;
     ev.open_flags = open_flags;
     ev.dirfd = dirfd;
@@ -61,7 +61,7 @@ unsafe fn handle_open(cgroup_id: u64, dirfd: i32, path: *const u8, open_flags: u
         (((open_flags & CLASS_BITS) as u64) << 32) | (dirfd as u32) as u64,
     );
     hash = hash_bytes(hash, &ev.path, len);
-    if is_repeat(EventKind::Open, cgroup_id, hash) {
+    if is_repeat(EventKind::Open, cur.cgroup_id, hash) {
         return;
     }
     let header = &mut ev.header as *mut _;

@@ -311,6 +311,74 @@ pub struct DedupKey {
     pub hash: u64,
 }
 
+/// Slots of the `MONITORED_SLOTS` array: a direct-mapped copy of the cgroup filter that the
+/// programs check without a helper call (the verifier inlines array lookups). Slot
+/// `cgroup_id % MONITORED_SLOTS` holds 0 when no monitored cgroup maps there, the cgroup's id
+/// when exactly that one does, or [`SLOT_SHARED`] when the `MONITORED` hash map must decide.
+pub const MONITORED_SLOTS: u32 = 16384;
+/// A `MONITORED_SLOTS` value: more than one monitored cgroup maps to this slot.
+pub const SLOT_SHARED: u64 = u64::MAX;
+
+/// Slots per CPU of the `DEDUP_RECENT` cache in front of the `DEDUP` LRU map.
+pub const DEDUP_RECENT_SLOTS: u32 = 1024;
+
+/// A `DEDUP_RECENT` slot: an event identity (hash mixed with the cgroup id, never 0) and the
+/// dedup window it was last sent in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecentDedup {
+    /// Identity; 0 marks an empty slot.
+    pub key: u64,
+    /// Dedup window number.
+    pub window: u64,
+}
+
+/// The `DEDUP_RECENT` key of an event identity: never 0 (an empty slot).
+#[inline(always)]
+pub fn recent_key(cgroup_id: u64, hash: u64) -> u64 {
+    let k = mix(hash, cgroup_id);
+    if k == 0 { 1 } else { k }
+}
+
+/// The `DEDUP_RECENT` slot of a key, from its high bits (FNV's low bits mix poorly).
+#[inline(always)]
+pub fn recent_slot(key: u64) -> u32 {
+    (key >> (64 - DEDUP_RECENT_SLOTS.trailing_zeros())) as u32
+}
+
+/// Where the fields the probes read sit in this kernel's structures, in bytes, found in its BTF
+/// by the loader and given to the programs as a read-only global (`TASK_LAYOUT`): the programs
+/// then read the task's command name and cgroup id with plain loads instead of helper calls.
+/// `direct == 0` (the layout could not be found) keeps the helper calls.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskLayout {
+    /// 1 when the offsets below are valid.
+    pub direct: u32,
+    /// `task_struct.comm`.
+    pub task_comm: u32,
+    /// `task_struct.cgroups` (a `css_set *`).
+    pub task_cgroups: u32,
+    /// `css_set.dfl_cgrp` (the cgroup2 `cgroup *`).
+    pub css_set_dfl_cgrp: u32,
+    /// `cgroup.kn` (its `kernfs_node *`).
+    pub cgroup_kn: u32,
+    /// `kernfs_node.id`: the cgroup id.
+    pub kernfs_node_id: u32,
+}
+
+impl TaskLayout {
+    /// No layout: the programs use helper calls.
+    pub const HELPERS: TaskLayout = TaskLayout {
+        direct: 0,
+        task_comm: 0,
+        task_cgroups: 0,
+        css_set_dfl_cgrp: 0,
+        cgroup_kn: 0,
+        kernfs_node_id: 0,
+    };
+}
+
 /// Value of the `MONITORED` cgroup map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -449,6 +517,8 @@ mod user {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for DedupKey {}
     unsafe impl aya::Pod for CgroupEntry {}
+    unsafe impl aya::Pod for RecentDedup {}
+    unsafe impl aya::Pod for TaskLayout {}
     unsafe impl aya::Pod for EnforceEntry {}
     unsafe impl aya::Pod for ExecAllowKey {}
     unsafe impl aya::Pod for Net4Key {}

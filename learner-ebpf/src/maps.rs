@@ -5,8 +5,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use learner_ebpf::{
-    CgroupEntry, Config, DedupKey, EnforceEntry, EnforceStats, ExecAllowKey, ExecEvent, KIND_SLOTS,
-    KindStats, Net4Key, Net6Key, NetEvent, OpenEvent, PATH_LEN, SockAddr,
+    CgroupEntry, Config, DEDUP_RECENT_SLOTS, DedupKey, EnforceEntry, EnforceStats, ExecAllowKey,
+    ExecEvent, KIND_SLOTS, KindStats, MONITORED_SLOTS, Net4Key, Net6Key, NetEvent, OpenEvent,
+    PATH_LEN, RecentDedup, SockAddr,
 };
 
 /// The one ring buffer all events go through. Userspace may resize it at load.
@@ -24,6 +25,17 @@ pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 /// cgroup ids to watch when `Config::filter_enabled` is set.
 #[map]
 pub static MONITORED: HashMap<u64, CgroupEntry> = HashMap::with_max_entries(16384, 0);
+
+/// Direct-mapped copy of `MONITORED` (see [`learner_ebpf::MONITORED_SLOTS`]): most cgroups are
+/// decided by one inlined array load instead of a hash-map helper call.
+#[map]
+pub static MONITORED_FAST: Array<u64> = Array::with_max_entries(MONITORED_SLOTS, 0);
+
+/// Per-CPU direct-mapped cache of recently sent event identities, checked before `DEDUP` so
+/// that a tight repeat is counted without a helper call.
+#[map]
+pub static DEDUP_RECENT: PerCpuArray<RecentDedup> =
+    PerCpuArray::with_max_entries(DEDUP_RECENT_SLOTS, 0);
 
 /// Number of the dedup window each (cgroup, event identity) was last sent in.
 #[map]

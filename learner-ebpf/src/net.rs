@@ -5,7 +5,7 @@ use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_probe
 use learner_ebpf::{EventKind, NetEvent, SOCKADDR_LEN, mix};
 
 use crate::{
-    emit::{begin_header, count_seen, hash_bytes, hash_start, is_repeat, output},
+    emit::{Current, begin_header, count_seen, hash_bytes, hash_start, is_repeat, output},
     maps::{BOUND, LAST_SOCKET, NET_SCRATCH},
 };
 
@@ -43,13 +43,13 @@ fn sock_key(fd: i32) -> u64 {
 
 /// `listen(fd, backlog)`: the address comes from the socket's bind, when the agent saw it.
 #[inline(always)]
-pub unsafe fn listen(cgroup_id: u64, a: &[u64; 6]) {
+pub unsafe fn listen(cur: Current, a: &[u64; 6]) {
     count_seen(EventKind::Listen);
     let Some(ev) = NET_SCRATCH.get_ptr_mut(0) else {
         return;
     };
     let ev = unsafe { &mut *ev };
-    begin_header(&mut ev.header, EventKind::Listen, cgroup_id);
+    begin_header(&mut ev.header, EventKind::Listen, cur);
     ev.fd = a[0] as i32;
     // Only stream-like sockets listen.
     ev.sock_type = SOCK_STREAM;
@@ -57,12 +57,12 @@ pub unsafe fn listen(cgroup_id: u64, a: &[u64; 6]) {
         Some(addr) => ev.addr = *addr,
         None => ev.addr.len = 0,
     }
-    finish(ev, EventKind::Listen, cgroup_id)
+    finish(ev, EventKind::Listen, cur.cgroup_id)
 }
 
 /// `connect` and `bind(fd, addr, addrlen)`: read the sockaddr (IPv4, IPv6, unix).
 #[inline(always)]
-pub unsafe fn sockaddr_call(cgroup_id: u64, kind: EventKind, a: &[u64; 6]) {
+pub unsafe fn sockaddr_call(cur: Current, kind: EventKind, a: &[u64; 6]) {
     let uaddr = a[1] as *const u8;
     let Ok(family) = (unsafe { bpf_probe_read_user(uaddr as *const u16) }) else {
         return;
@@ -78,7 +78,7 @@ pub unsafe fn sockaddr_call(cgroup_id: u64, kind: EventKind, a: &[u64; 6]) {
         return;
     };
     let ev = unsafe { &mut *ev };
-    begin_header(&mut ev.header, kind, cgroup_id);
+    begin_header(&mut ev.header, kind, cur);
     ev.fd = a[0] as i32;
     ev.sock_type = socket_type(family);
     let len = if want > SOCKADDR_LEN {
@@ -98,7 +98,7 @@ pub unsafe fn sockaddr_call(cgroup_id: u64, kind: EventKind, a: &[u64; 6]) {
         #[allow(clippy::needless_borrows_for_generic_args)]
         let _ = BOUND.insert(sock_key(ev.fd), &ev.addr, 0);
     }
-    finish(ev, kind, cgroup_id)
+    finish(ev, kind, cur.cgroup_id)
 }
 
 #[inline(always)]

@@ -2,11 +2,11 @@
 
 use learner_ebpf::{EventKind, IdCall, IdEvent, mix};
 
-use crate::emit::{begin_header, count_seen, hash_start, is_repeat, output};
+use crate::emit::{Current, begin_header, count_seen, hash_start, is_repeat, output};
 
 /// A ptrace or set*id call with its numeric arguments.
 #[inline(always)]
-pub fn id_call(cgroup_id: u64, kind: EventKind, call: IdCall, a: &[u64; 6]) {
+pub fn id_call(cur: Current, kind: EventKind, call: IdCall, a: &[u64; 6]) {
     count_seen(kind);
     let mut ev = IdEvent {
         header: unsafe { core::mem::zeroed() },
@@ -14,7 +14,7 @@ pub fn id_call(cgroup_id: u64, kind: EventKind, call: IdCall, a: &[u64; 6]) {
         _pad: 0,
         args: [0; 3],
     };
-    begin_header(&mut ev.header, kind, cgroup_id);
+    begin_header(&mut ev.header, kind, cur);
     let n = call.arg_count();
     let mut hash = mix(hash_start(&ev.header), call as u64);
     let mut i = 0;
@@ -25,7 +25,7 @@ pub fn id_call(cgroup_id: u64, kind: EventKind, call: IdCall, a: &[u64; 6]) {
         }
         i += 1;
     }
-    if is_repeat(kind, cgroup_id, hash) {
+    if is_repeat(kind, cur.cgroup_id, hash) {
         return;
     }
     let header = &mut ev.header as *mut _;

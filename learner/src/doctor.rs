@@ -71,6 +71,24 @@ pub fn run() -> Vec<Check> {
             btf.display()
         ),
     ));
+    if btf.exists() {
+        out.push(match crate::kernel::layout::running_kernel() {
+            Ok(l) => Check {
+                name: "direct task reads".into(),
+                status: Status::Pass,
+                detail: format!(
+                    "task_struct.comm at {}, cgroups at {}: the probes read the task name and \
+                     cgroup id without helper calls",
+                    l.task_comm, l.task_cgroups
+                ),
+            },
+            Err(e) => Check {
+                name: "direct task reads".into(),
+                status: Status::Info,
+                detail: format!("{e}; the probes use helper calls instead (slower)"),
+            },
+        });
+    }
 
     let eff = caps::effective();
     let admin = caps::has(eff, Cap::SysAdmin);

@@ -53,8 +53,22 @@ async fn events_are_attributed_deduplicated_and_filtered() {
     if !live_enabled("events_are_attributed_deduplicated_and_filtered") {
         return;
     }
-    let cg = TestCgroup::new("capture").unwrap();
-    let dir = temp_dir("capture");
+    attributed_deduplicated_and_filtered(false).await;
+}
+
+/// The same with the probes' fallback: task name and cgroup id read with helper calls instead
+/// of direct loads at the offsets the kernel's BTF gives.
+#[tokio::test(flavor = "current_thread")]
+async fn the_helper_call_fallback_attributes_the_same() {
+    if !live_enabled("the_helper_call_fallback_attributes_the_same") {
+        return;
+    }
+    attributed_deduplicated_and_filtered(true).await;
+}
+
+async fn attributed_deduplicated_and_filtered(helper_reads: bool) {
+    let cg = TestCgroup::new(if helper_reads { "capture-helpers" } else { "capture" }).unwrap();
+    let dir = temp_dir(if helper_reads { "capture-helpers" } else { "capture" });
     let file = dir.join("data.txt");
     std::fs::write(&file, "hello\n").unwrap();
     std::fs::write(dir.join("relative.txt"), "rel\n").unwrap();
@@ -67,6 +81,7 @@ async fn events_are_attributed_deduplicated_and_filtered() {
         cgroups: vec![cg.path.clone()],
         load: LoadOptions {
             dedup_window: Duration::from_secs(30),
+            helper_reads,
             ..LoadOptions::default()
         },
     })
@@ -165,6 +180,7 @@ async fn events_are_attributed_deduplicated_and_filtered() {
         "identical opens must be deduplicated: {opens:#?}"
     );
     assert_eq!(opens[0].pid, bash_pid);
+    assert_eq!(opens[0].comm, "bash", "the task name read in the kernel");
     assert!(matches!(
         opens[0].detail,
         EventDetail::Open {

@@ -7,11 +7,14 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use learner_ebpf::{CgroupEntry, Config, EventKind, KindStats};
+use learner_ebpf::{
+    CgroupEntry, Config, EventKind, KindStats, MONITORED_SLOTS, SLOT_SHARED, TaskLayout,
+};
 use thiserror::Error;
 
 use super::{
     diagnose::{self, HostFacts},
+    layout,
     mounts::{self, MountOutcome},
     stats::KernelStats,
 };
@@ -72,6 +75,9 @@ pub struct LoadOptions {
     /// check is part of the exec tracepoint. Nothing is enforced until a cgroup is put in the
     /// enforcement map.
     pub enforce_root: Option<std::path::PathBuf>,
+    /// Read the task name and cgroup id with helper calls even when the kernel's BTF gives
+    /// their offsets (slower: the fallback, kept testable).
+    pub helper_reads: bool,
 }
 
 impl Default for LoadOptions {
@@ -82,6 +88,7 @@ impl Default for LoadOptions {
             filter: false,
             wakeup_bytes: None,
             enforce_root: None,
+            helper_reads: false,
         }
     }
 }
@@ -115,8 +122,19 @@ impl Probes {
         }
         let facts = HostFacts::current();
         let ring = opts.ring_bytes.max(4096).next_power_of_two();
+        let layout = match layout::running_kernel() {
+            Ok(_) if opts.helper_reads => TaskLayout::HELPERS,
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(
+                    "probes will read the task name and cgroup id with helper calls (slower): {e}"
+                );
+                TaskLayout::HELPERS
+            }
+        };
         let ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", ring)
+            .override_global("TASK_LAYOUT", &layout, true)
             .load(EBPF_OBJECT)
             .map_err(|e| kernel_err("loading the eBPF object (creating maps)", &e, &facts))?;
         let mut probes = Probes {
@@ -190,20 +208,43 @@ impl Probes {
         T::try_from(map).map_err(map_err(&format!("opening map {name}")))
     }
 
-    /// Adds a cgroup id to the filter.
+    /// Adds a cgroup id to the filter: the `MONITORED` map, then its `MONITORED_FAST` slot.
     pub fn monitor(&mut self, cgroup_id: u64) -> Result<(), LoadError> {
         let mut map: HashMap<&mut MapData, u64, CgroupEntry> = self.typed_map("MONITORED")?;
         map.insert(cgroup_id, CgroupEntry::default(), 0)
-            .map_err(map_err("adding a cgroup to MONITORED"))
+            .map_err(map_err("adding a cgroup to MONITORED"))?;
+        self.update_fast_slot(cgroup_id, |slot| fast_slot_after_monitor(slot, cgroup_id))
     }
 
-    /// Removes a cgroup id from the filter (absent ids are fine).
+    /// Removes a cgroup id from the filter (absent ids are fine): its `MONITORED_FAST` slot
+    /// first, so the kernel never finds a slot naming a cgroup the map no longer has.
     pub fn unmonitor(&mut self, cgroup_id: u64) -> Result<(), LoadError> {
+        self.update_fast_slot(cgroup_id, |slot| fast_slot_after_unmonitor(slot, cgroup_id))?;
         let mut map: HashMap<&mut MapData, u64, CgroupEntry> = self.typed_map("MONITORED")?;
         match map.remove(&cgroup_id) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(map_err("removing a cgroup from MONITORED")(e)),
         }
+    }
+
+    /// Rewrites the `MONITORED_FAST` slot of `cgroup_id` with `next(current)`.
+    fn update_fast_slot(
+        &mut self,
+        cgroup_id: u64,
+        next: impl FnOnce(u64) -> u64,
+    ) -> Result<(), LoadError> {
+        let mut slots: Array<&mut MapData, u64> = self.typed_map("MONITORED_FAST")?;
+        let index = (cgroup_id % u64::from(MONITORED_SLOTS)) as u32;
+        let current = slots
+            .get(&index, 0)
+            .map_err(map_err("reading map MONITORED_FAST"))?;
+        let value = next(current);
+        if value != current {
+            slots
+                .set(index, value, 0)
+                .map_err(map_err("writing map MONITORED_FAST"))?;
+        }
+        Ok(())
     }
 
     /// Stops all capture in the kernel: from now on nothing is counted or sent, so statistics
@@ -260,5 +301,73 @@ impl Probes {
             kinds.push((kind, sum));
         }
         Ok(KernelStats { kinds })
+    }
+}
+
+/// A `MONITORED_FAST` slot once `cgroup_id` is monitored: its id when the slot was free, shared
+/// when another monitored cgroup already maps there.
+fn fast_slot_after_monitor(slot: u64, cgroup_id: u64) -> u64 {
+    if slot == 0 || slot == cgroup_id {
+        cgroup_id
+    } else {
+        SLOT_SHARED
+    }
+}
+
+/// A `MONITORED_FAST` slot once `cgroup_id` is no longer monitored: free when it named only that
+/// cgroup. A shared slot stays shared (the hash map decides there; always correct).
+fn fast_slot_after_unmonitor(slot: u64, cgroup_id: u64) -> u64 {
+    if slot == cgroup_id { 0 } else { slot }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replays monitor / unmonitor calls on one slot and checks the invariant the kernel relies
+    /// on: a slot naming a cgroup means exactly that cgroup of the slot is monitored, and a
+    /// free slot means none is.
+    #[test]
+    fn fast_slot_never_hides_a_monitored_cgroup() {
+        let (a, b, c) = (
+            5,
+            5 + u64::from(MONITORED_SLOTS),
+            5 + 2 * u64::from(MONITORED_SLOTS),
+        );
+        let mut slot = 0;
+        let mut monitored: Vec<u64> = Vec::new();
+        let steps = [
+            (true, a),
+            (true, a),
+            (false, a),
+            (true, b),
+            (true, c),
+            (false, b),
+            (false, c),
+            (true, a),
+            (false, b),
+        ];
+        for (add, id) in steps {
+            if add {
+                slot = fast_slot_after_monitor(slot, id);
+                if !monitored.contains(&id) {
+                    monitored.push(id);
+                }
+            } else {
+                slot = fast_slot_after_unmonitor(slot, id);
+                monitored.retain(|m| *m != id);
+            }
+            match slot {
+                0 => assert!(
+                    monitored.is_empty(),
+                    "free slot while {monitored:?} monitored"
+                ),
+                SLOT_SHARED => {}
+                id => assert_eq!(monitored, vec![id], "slot names {id}"),
+            }
+        }
+        // After a + b + c, only the hash map can tell: the slot stays shared.
+        assert_eq!(fast_slot_after_monitor(c, a), SLOT_SHARED);
+        assert_eq!(fast_slot_after_unmonitor(SLOT_SHARED, a), SLOT_SHARED);
     }
 }

@@ -4,6 +4,7 @@
 pub mod caps;
 pub mod diagnose;
 pub mod enforce_maps;
+pub mod layout;
 pub mod load;
 pub mod mounts;
 pub mod ring;
