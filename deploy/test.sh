@@ -22,7 +22,8 @@ step "cargo test (unit, contract, live eBPF)"
 cargo test -- --nocapture
 step "overhead benchmark (short run)"
 cargo build --release -p learner --bin baseliner
-BENCH_SECONDS=${BENCH_SECONDS:-1} BENCH_ROUNDS=${BENCH_ROUNDS:-1} cargo bench -p baseliner-tests --bench overhead
+BENCH_SECONDS=${BENCH_SECONDS:-1} BENCH_ROUNDS=${BENCH_ROUNDS:-1} BENCH_PAIRS=${BENCH_PAIRS:-2} \
+  cargo bench -p baseliner-tests --bench overhead
 step "alert latency benchmark (short run: every deviation must reach the webhook)"
 BENCH_DEVIATIONS=${BENCH_DEVIATIONS:-20} cargo bench -p baseliner-tests --bench alert_latency
 step "pod cache benchmark (1,000 pods through the fake Kubernetes API server)"

@@ -55,6 +55,8 @@ pub(crate) struct EnforceStore {
     store: PathBuf,
     workload: String,
     cgroup: PathBuf,
+    /// Further cgroups the agent watches (workloads in alert mode with the same profile).
+    alerting: Vec<PathBuf>,
     /// Kernel map entries of the allow-list, as the agent last reported (IPv4 destinations
     /// take two: also as IPv4-mapped IPv6).
     pub(crate) kernel_entries: Cell<u64>,
@@ -78,27 +80,41 @@ impl EnforceStore {
             dir,
             workload: cg.rel.clone(),
             cgroup: cg.path.clone(),
+            alerting: Vec::new(),
             kernel_entries: Cell::new(0),
         };
-        // The kernel compares the exact path given to execve: `run_workload` execs
-        // `current_exe()`, the exec loop `/bin/true`.
+        // The CLI works on a store offline only in an existing directory (it creates the
+        // database there).
+        fs::create_dir(&s.store).with_context(|| format!("creating {}", s.store.display()))?;
+        s.import(&cg.rel, port, "enforce")?;
+        Ok(s)
+    }
+
+    /// Adds `cg`'s workload with the same profile in alert mode: scored like the enforced one,
+    /// but nothing of it is checked in the kernel.
+    pub(crate) fn add_alerting(&mut self, cg: &TestCgroup, port: u16) -> Result<()> {
+        self.import(&cg.rel, port, "alert")?;
+        self.alerting.push(cg.path.clone());
+        Ok(())
+    }
+
+    /// Imports the allow-list as `workload`'s profile and sets its mode. The kernel compares
+    /// the exact path given to execve: `run_workload` execs `current_exe()`, the exec loop
+    /// `/bin/true`.
+    fn import(&self, workload: &str, port: u16, mode: &str) -> Result<()> {
         let exe = std::env::current_exe().context("current exe")?;
         let exe = exe
             .to_str()
             .context("the bench binary's path is not UTF-8")?;
         let profile = allow_list(exe, port);
-        let export =
-            profiles::export::export(&s.workload, "bench", serde_json::Value::Null, &profile);
-        // The CLI works on a store offline only in an existing directory (it creates the
-        // database there).
-        fs::create_dir(&s.store).with_context(|| format!("creating {}", s.store.display()))?;
-        let file = s.dir.join("profile.json");
+        let export = profiles::export::export(workload, "bench", serde_json::Value::Null, &profile);
+        let file = self.dir.join(format!("profile-{mode}.json"));
         fs::write(&file, profiles::export::to_json(&export))
             .with_context(|| format!("writing {}", file.display()))?;
         let file = file.to_str().context("temp dir path is not UTF-8")?;
-        s.cli(&["profile", "import", file])?;
-        s.cli(&["mode", "set", &s.workload, "enforce"])?;
-        Ok(s)
+        self.cli(&["profile", "import", file])?;
+        self.cli(&["mode", "set", workload, mode])?;
+        Ok(())
     }
 
     /// Runs `baseliner ARGS --store STORE`; its stdout.
@@ -133,6 +149,9 @@ impl EnforceStore {
             .arg("--cgroup")
             .arg(&self.cgroup)
             .args(["--canary-interval", "0", "--flush-interval", "1"]);
+        for cg in &self.alerting {
+            cmd.arg("--cgroup").arg(cg);
+        }
         let agent = Agent::spawn(cmd)?;
         let started = Instant::now();
         loop {
