@@ -133,7 +133,8 @@ impl ResponseCache {
     /// The answer to `key` built at `version` (any version when `None`: nothing is cached, and
     /// the answer is never compressed), or a fresh one from `build` (a content type and a
     /// body), kept for the next caller. A cached answer of [`MIN_GZIP`] bytes or more is sent
-    /// gzip-encoded when `accept` allows, and carries `Vary: Accept-Encoding` either way.
+    /// gzip-encoded when `accept` allows, and carries `Vary: Accept-Encoding` either way (as
+    /// does a body too large to keep, which is sent as built).
     pub fn serve(
         &self,
         key: &str,
@@ -162,13 +163,16 @@ impl ResponseCache {
                     body: Bytes::from(body),
                     gzip: OnceLock::new(),
                 });
-                if entry.body.len() <= MAX_BODY {
-                    let mut entries = self.lock();
-                    if entries.len() >= MAX_ENTRIES {
-                        entries.clear();
-                    }
-                    entries.insert(key.to_string(), entry.clone());
+                if entry.body.len() > MAX_BODY {
+                    // Not kept, so a gzip copy would be made for every request: sent as built.
+                    return Ok(encoded(&entry, AcceptEncoding::default()));
                 }
+                let mut entries = self.lock();
+                if entries.len() >= MAX_ENTRIES {
+                    entries.clear();
+                }
+                entries.insert(key.to_string(), entry.clone());
+                drop(entries);
                 entry
             }
         };
