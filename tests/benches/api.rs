@@ -1,6 +1,7 @@
 //! The HTTP API under load: latency of the two heaviest reads with 64 concurrent clients over
-//! loopback TCP with a bearer token, and the memory the API adds to the agent. Targets: GET of
-//! a 200-entry profile and GET of a 200-proposal review queue p99 ≤ 5 ms; the API adds ≤ 5 MB.
+//! loopback TCP with a bearer token, each both uncompressed and gzip-encoded, and the memory the
+//! API adds to the agent. Targets: GET of a 200-entry profile and GET of a 200-proposal review
+//! queue p99 ≤ 5 ms; the API adds ≤ 5 MB.
 //!
 //! The bench seeds a fresh store with a 200-entry profile (80 execs with arguments, 60 files,
 //! 40 connects, 20 listens) and 200 pending review proposals for the workload of a small test
@@ -10,8 +11,16 @@
 //!    there in both runs; the TCP listener, its connections and the load are the difference);
 //! 2. with `[api] listen` on a free 127.0.0.1 port and an admin bearer token: VmRSS once
 //!    settled (idle), then, after single checked calls (200 answers, 200 entries, 200
-//!    proposals, 401 without a token), `wrk -t2 -c64 --latency` against each URL (a short
-//!    warm-up run first), then VmRSS after the load and the peak (VmHWM).
+//!    proposals, 401 without a token, and with `Accept-Encoding: gzip` a gzip answer that
+//!    decompresses to the uncompressed one), `wrk -t2 -c64 --latency` against each URL twice,
+//!    as sent (wrk asks for no encoding) and with `-H "Accept-Encoding: gzip"` (as browsers,
+//!    `curl --compressed` and most HTTP clients do), each after a short warm-up run; then VmRSS
+//!    after the load and the peak (VmHWM).
+//!
+//! wrk does not decode answers; the bytes it read per answer (its `read` total over its
+//! request count) show that the loaded gzip answers were the compressed ones. The bench also
+//! prints what gzip levels 1, 6 and 9 make of each body and how long they take here (flate2,
+//! as the agent; the agent compresses each cached answer once, at [`api::cache::GZIP_LEVEL`]).
 //!
 //! Needs root and `wrk` (Debian package `wrk`). Build the agent first:
 //! `cargo build --release -p learner`, then `cargo bench -p baseliner-tests --bench api`.
@@ -21,9 +30,12 @@
 //!
 //! The figures are printed, not enforced (the machine is shared and noisy): the bench fails
 //! only when something does not work — an agent that does not start or exits with failure, a
-//! wrong answer, wrk failing, any non-2xx answer or socket error under load.
+//! wrong answer (a gzip answer that is not the uncompressed one compressed), wrk failing, any
+//! non-2xx answer or socket error under load, gzip runs reading as much per answer as the
+//! uncompressed body.
 
 use std::{
+    io::{Read as _, Write as _},
     net::TcpStream,
     path::Path,
     process::{Command, ExitCode},
@@ -229,12 +241,19 @@ struct Wrk {
     max_ms: f64,
     rps: f64,
     requests: u64,
+    /// Bytes read in all (wrk's rounded total: headers and bodies).
+    read_bytes: f64,
     /// Socket errors: connect, read, write, timeout.
     socket_errors: [u64; 4],
     non_2xx: u64,
 }
 
 impl Wrk {
+    /// Bytes read per answer, headers included.
+    fn bytes_per_answer(&self) -> f64 {
+        self.read_bytes / self.requests as f64
+    }
+
     fn p(&self, percent: u32) -> f64 {
         self.pct
             .iter()
@@ -251,6 +270,21 @@ fn wrk_ms(s: &str) -> Option<f64> {
         ("s", 1e3),
         ("m", 60e3),
         ("h", 3600e3),
+    ];
+    units.iter().find_map(|(u, f)| {
+        let n: f64 = s.strip_suffix(u)?.parse().ok()?;
+        Some(n * f)
+    })
+}
+
+/// A wrk size ("512B", "1.23KB", "4.56MB", "7.89GB"; powers of 1024) in bytes.
+fn wrk_bytes(s: &str) -> Option<f64> {
+    let units = [
+        ("TB", 1024f64.powi(4)),
+        ("GB", 1024f64.powi(3)),
+        ("MB", 1024f64.powi(2)),
+        ("KB", 1024.0),
+        ("B", 1.0),
     ];
     units.iter().find_map(|(u, f)| {
         let n: f64 = s.strip_suffix(u)?.parse().ok()?;
@@ -284,7 +318,11 @@ fn parse_wrk(out: &str) -> Result<Wrk> {
                 w.max_ms = wrk_ms(max).with_context(|| format!("wrk max latency {max:?}"))?;
             }
             ["Requests/sec:", v] => w.rps = v.parse().context("wrk requests/sec")?,
-            [n, "requests", "in", ..] => w.requests = n.parse().context("wrk request count")?,
+            [n, "requests", "in", _, read, "read"] => {
+                w.requests = n.parse().context("wrk request count")?;
+                w.read_bytes =
+                    wrk_bytes(read).with_context(|| format!("wrk bytes read {read:?}"))?;
+            }
             ["Non-2xx", "or", "3xx", "responses:", n] => {
                 w.non_2xx = n.parse().context("wrk non-2xx count")?;
             }
@@ -307,18 +345,24 @@ fn parse_wrk(out: &str) -> Result<Wrk> {
         "no latency distribution in wrk's output:\n{out}"
     );
     ensure!(w.requests > 0, "wrk made no requests:\n{out}");
+    ensure!(w.read_bytes > 0.0, "no bytes read in wrk's output:\n{out}");
     Ok(w)
 }
 
-/// Runs wrk for `secs` against `url`; fails on wrk errors, non-2xx answers or socket errors.
-fn run_wrk(url: &str, token: &str, clients: u32, secs: u64) -> Result<Wrk> {
+/// Runs wrk for `secs` against `url` (with `Accept-Encoding: gzip` when `gzip`); fails on wrk
+/// errors, non-2xx answers or socket errors.
+fn run_wrk(url: &str, token: &str, gzip: bool, clients: u32, secs: u64) -> Result<Wrk> {
     let wrk = std::env::var("WRK").unwrap_or_else(|_| "wrk".into());
-    let out = Command::new(&wrk)
-        .arg(format!("-t{}", WRK_THREADS.min(clients)))
+    let mut cmd = Command::new(&wrk);
+    cmd.arg(format!("-t{}", WRK_THREADS.min(clients)))
         .arg(format!("-c{clients}"))
         .arg(format!("-d{secs}s"))
         .args(["--timeout", "10s", "--latency", "-H"])
-        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("Authorization: Bearer {token}"));
+    if gzip {
+        cmd.args(["-H", "Accept-Encoding: gzip"]);
+    }
+    let out = cmd
         .arg(url)
         .output()
         .with_context(|| format!("running {wrk} (Debian package `wrk`)"))?;
@@ -352,6 +396,141 @@ fn get_json(port: u16, path: &str, token: &str) -> Result<(Value, usize)> {
     ensure!(code == 200, "GET {path}: {code} {body}");
     let v = serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON"))?;
     Ok((v, body.len()))
+}
+
+/// One answer as sent: status, headers (lower-case names) and the raw body.
+struct RawAnswer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawAnswer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// GETs `path` with the token and `Accept-Encoding: accept` when given (HTTP/1.0, so the body
+/// ends with the connection); the answer as sent, not decoded.
+fn get_raw(port: u16, path: &str, token: &str, accept: Option<&str>) -> Result<RawAnswer> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let accept = accept.map_or(String::new(), |a| format!("Accept-Encoding: {a}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n{accept}\r\n"
+    )
+    .with_context(|| format!("sending GET {path}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .with_context(|| format!("reading the answer to GET {path}"))?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .with_context(|| format!("GET {path}: no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("GET {path}: no status in {head:?}"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(RawAnswer {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    })
+}
+
+fn gunzip(body: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .context("decompressing a gzip answer")?;
+    Ok(out)
+}
+
+/// Checks that `path` asked with `Accept-Encoding: gzip` comes gzip-encoded, with `Vary`, and
+/// decompresses to the uncompressed answer; the size of the gzip body. (The cached answer may be
+/// rebuilt between two calls, with times relative to now moved, so the gzip answer is compared
+/// with the uncompressed answers just before and after it, and the check is tried three times.)
+fn check_gzip(port: u16, path: &str, token: &str) -> Result<usize> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let before = get_raw(port, path, token, None)?;
+        let gz = get_raw(port, path, token, Some("gzip"))?;
+        let after = get_raw(port, path, token, None)?;
+        for a in [&before, &gz, &after] {
+            ensure!(a.status == 200, "GET {path}: {}", a.status);
+            ensure!(
+                a.header("vary")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("accept-encoding")),
+                "GET {path}: no Vary: Accept-Encoding in {:?}",
+                a.headers
+            );
+        }
+        ensure!(
+            before.header("content-encoding").is_none(),
+            "GET {path} without Accept-Encoding came encoded: {:?}",
+            before.headers
+        );
+        ensure!(
+            gz.header("content-encoding") == Some("gzip"),
+            "GET {path} with Accept-Encoding: gzip came as {:?}",
+            gz.headers
+        );
+        let plain = gunzip(&gz.body).with_context(|| format!("GET {path}"))?;
+        if plain == before.body || plain == after.body {
+            return Ok(gz.body.len());
+        }
+        last = format!(
+            "{} bytes decompressed, {} and {} uncompressed",
+            plain.len(),
+            before.body.len(),
+            after.body.len()
+        );
+    }
+    anyhow::bail!("GET {path}: the gzip answer is not the uncompressed answer ({last})")
+}
+
+/// What gzip makes of one body at one level here: compressed bytes and the median time.
+struct Level {
+    level: u32,
+    bytes: usize,
+    micros: f64,
+}
+
+/// `body` compressed at levels 1, 6 and 9 (median of 21 runs each).
+fn gzip_levels(body: &[u8]) -> Result<Vec<Level>> {
+    [1, 6, 9]
+        .into_iter()
+        .map(|level| {
+            let mut times = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..21 {
+                let t = Instant::now();
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+                enc.write_all(body)?;
+                bytes = enc.finish()?.len();
+                times.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            times.sort_by(f64::total_cmp);
+            Ok(Level {
+                level,
+                bytes,
+                micros: times[times.len() / 2],
+            })
+        })
+        .collect()
 }
 
 /// Waits until something accepts on 127.0.0.1:`port` (no request is sent).
@@ -408,16 +587,27 @@ struct Figures {
     base: (u64, u64),
     idle: (u64, u64),
     loaded: (u64, u64),
-    /// Per URL: what it is, its path, the size of one answer and wrk's report.
+    /// Per URL and encoding: what it is, its path, the size of one answer and wrk's report.
     runs: Vec<Run>,
+    /// Per URL: what gzip levels make of its body.
+    levels: Vec<(&'static str, usize, Vec<Level>)>,
 }
 
-/// One loaded URL.
+/// One loaded URL in one encoding.
 struct Run {
     what: &'static str,
     path: String,
+    /// Sent with `Accept-Encoding: gzip`.
+    gzip: bool,
+    /// The body of one answer as sent (compressed when `gzip`).
     bytes: usize,
     wrk: Wrk,
+}
+
+impl Run {
+    fn encoding(&self) -> &'static str {
+        if self.gzip { "gzip" } else { "identity" }
+    }
 }
 
 fn bench() -> Result<ExitCode> {
@@ -490,23 +680,26 @@ fn run(dir: &Path, secs: u64, warmup: u64, clients: u32, settle: Duration) -> Re
         wait_listening(port, &agent)?;
         thread::sleep(settle);
         let idle = memory(agent.pid())?;
-        let runs = load(port, &cg.rel, &token, secs, warmup, clients)?;
+        let (runs, levels) = load(port, &cg.rel, &token, secs, warmup, clients)?;
         thread::sleep(Duration::from_secs(1));
         let loaded = memory(agent.pid())?;
-        Ok::<_, anyhow::Error>((idle, loaded, runs))
+        Ok::<_, anyhow::Error>((idle, loaded, runs, levels))
     })();
     stop(agent, "the agent with the TCP API")?;
-    let (idle, loaded, runs) = measured?;
+    let (idle, loaded, runs, levels) = measured?;
     drop(cg);
     Ok(Figures {
         base,
         idle,
         loaded,
         runs,
+        levels,
     })
 }
 
-/// Checks single calls, then loads each URL with wrk; per URL its body size and wrk's report.
+/// Checks single calls, then loads each URL with wrk, uncompressed and gzip-encoded; per URL
+/// and encoding its body size and wrk's report, and per URL what gzip levels make of its body.
+#[allow(clippy::type_complexity)]
 fn load(
     port: u16,
     workload: &str,
@@ -514,7 +707,7 @@ fn load(
     secs: u64,
     warmup: u64,
     clients: u32,
-) -> Result<Vec<Run>> {
+) -> Result<(Vec<Run>, Vec<(&'static str, usize, Vec<Level>)>)> {
     let segment = api::workload_segment(workload);
     let profile_path = format!("/v1/workloads/{segment}/profile");
     let reviews_path = format!("/v1/reviews?workload={segment}");
@@ -541,43 +734,82 @@ fn load(
         "the review queue served has {proposals} proposals"
     );
 
+    let profile_gzip = check_gzip(port, &profile_path, token)?;
+    let reviews_gzip = check_gzip(port, &reviews_path, token)?;
+
+    let mut levels = Vec::new();
+    for (what, path) in [("profile", &profile_path), ("reviews", &reviews_path)] {
+        let body = get_raw(port, path, token, None)?.body;
+        levels.push((what, body.len(), gzip_levels(&body)?));
+    }
+
     let mut runs = Vec::new();
     let urls = [
-        ("profile (200 entries)", profile_path, profile_bytes),
-        ("reviews (200 proposals)", reviews_path, reviews_bytes),
+        (
+            "profile (200 entries)",
+            profile_path,
+            profile_bytes,
+            profile_gzip,
+        ),
+        (
+            "reviews (200 proposals)",
+            reviews_path,
+            reviews_bytes,
+            reviews_gzip,
+        ),
     ];
-    for (what, path, bytes) in urls {
+    for (what, path, identity_bytes, gzip_bytes) in urls {
         let url = format!("http://127.0.0.1:{port}{path}");
-        if warmup > 0 {
-            run_wrk(&url, token, clients, warmup).with_context(|| format!("warm-up of {path}"))?;
+        for gzip in [false, true] {
+            let enc = if gzip { "gzip" } else { "identity" };
+            if warmup > 0 {
+                run_wrk(&url, token, gzip, clients, warmup)
+                    .with_context(|| format!("warm-up of {path} ({enc})"))?;
+            }
+            let wrk = run_wrk(&url, token, gzip, clients, secs)
+                .with_context(|| format!("loading {path} ({enc})"))?;
+            // wrk does not decode: gzip answers read under load must be the compressed ones
+            // (headers are a few hundred bytes; wrk's total is rounded to 3 digits).
+            ensure!(
+                !gzip || wrk.bytes_per_answer() < (gzip_bytes + 2048) as f64,
+                "loading {path} with Accept-Encoding: gzip read {:.0} bytes per answer, more than the {gzip_bytes}-byte gzip body",
+                wrk.bytes_per_answer()
+            );
+            ensure!(
+                gzip || wrk.bytes_per_answer() > identity_bytes as f64 * 0.98,
+                "loading {path} read {:.0} bytes per answer, less than the {identity_bytes}-byte body",
+                wrk.bytes_per_answer()
+            );
+            runs.push(Run {
+                what,
+                path: path.clone(),
+                gzip,
+                bytes: if gzip { gzip_bytes } else { identity_bytes },
+                wrk,
+            });
         }
-        let wrk = run_wrk(&url, token, clients, secs).with_context(|| format!("loading {path}"))?;
-        runs.push(Run {
-            what,
-            path,
-            bytes,
-            wrk,
-        });
     }
-    Ok(runs)
+    Ok((runs, levels))
 }
 
 fn report(f: &Figures, clients: u32) {
     println!();
     println!(
-        "| GET ({clients} clients) | body bytes | requests | requests/s | p50 ms | p75 ms | p90 ms | p99 ms | max ms | p99 ≤ {TARGET_P99_MS} ms |"
+        "| GET ({clients} clients) | encoding | body bytes | read per answer | requests | requests/s | p50 ms | p75 ms | p90 ms | p99 ms | max ms | p99 ≤ {TARGET_P99_MS} ms |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for Run {
-        what,
-        bytes,
-        wrk: w,
-        ..
-    } in &f.runs
-    {
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for run in &f.runs {
+        let Run {
+            what,
+            bytes,
+            wrk: w,
+            ..
+        } = run;
         let p99 = w.p(99);
         println!(
-            "| {what} | {bytes} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {p99:.2} | {:.2} | {} |",
+            "| {what} | {} | {bytes} | {:.0} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {p99:.2} | {:.2} | {} |",
+            run.encoding(),
+            w.bytes_per_answer(),
             w.requests,
             w.rps,
             w.p(50),
@@ -586,6 +818,23 @@ fn report(f: &Figures, clients: u32) {
             w.max_ms,
             met(p99 <= TARGET_P99_MS)
         );
+    }
+    println!();
+    println!(
+        "| gzip of one body here (the agent uses level {}) | level | bytes | ratio | median µs |",
+        api::cache::GZIP_LEVEL
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (what, identity, levels) in &f.levels {
+        for l in levels {
+            println!(
+                "| {what} ({identity} bytes) | {} | {} | {:.3} | {:.0} |",
+                l.level,
+                l.bytes,
+                l.bytes as f64 / *identity as f64,
+                l.micros
+            );
+        }
     }
     let (base_rss, base_hwm) = f.base;
     let (idle_rss, _) = f.idle;
@@ -617,13 +866,14 @@ fn report(f: &Figures, clients: u32) {
         .max(mb_diff(loaded_rss, base_rss))
         .max(mb_diff(peak, base_hwm));
     println!();
-    for Run {
-        what, path, wrk: w, ..
-    } in &f.runs
-    {
+    for run in &f.runs {
+        let Run {
+            what, path, wrk: w, ..
+        } = run;
         let p99 = w.p(99);
         println!(
-            "GET {what} {path} p99 {p99:.2} ms: target ≤ {TARGET_P99_MS} ms {}",
+            "GET {what} {path} ({}) p99 {p99:.2} ms: target ≤ {TARGET_P99_MS} ms {}",
+            run.encoding(),
             met(p99 <= TARGET_P99_MS)
         );
     }

@@ -18,7 +18,7 @@ use super::AgentRef;
 use crate::{
     ApiError, AuditRecord, Versions,
     auth::Caller,
-    cache::{self, ResponseCache},
+    cache::{self, AcceptEncoding, ResponseCache},
     summary::{self, ProfileListing, RevisionSummary},
 };
 
@@ -91,12 +91,13 @@ pub struct ProfileView {
 pub async fn show(
     axum::extract::State(agent): AgentRef,
     Extension(cache): Extension<ResponseCache>,
+    accept: AcceptEncoding,
     uri: axum::http::Uri,
     Path(workload): Path<String>,
     Query(sel): Query<Select>,
 ) -> Result<Response, ApiError> {
     let version = agent.versions().map(|v| Versions::read(&v.profiles));
-    cache.serve(&uri.to_string(), version, || {
+    cache.serve(&uri.to_string(), version, accept, || {
         let (key, p) = load(agent.as_ref(), &workload, sel.revision.as_deref())?;
         cache::json(&ProfileView {
             summary: RevisionSummary::of(&key.revision, &p, agent.now_ns(), &agent.settings()),

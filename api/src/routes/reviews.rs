@@ -15,7 +15,7 @@ use super::{AgentRef, json_body, json_body_or_default};
 use crate::{
     Agent, ApiError, AuditRecord, Versions,
     auth::Caller,
-    cache::{self, ResponseCache},
+    cache::{self, AcceptEncoding, ResponseCache},
 };
 
 /// Filters of the review queue.
@@ -37,12 +37,13 @@ pub struct Filter {
 pub async fn list(
     State(agent): AgentRef,
     Extension(cache): Extension<ResponseCache>,
+    accept: AcceptEncoding,
     uri: axum::http::Uri,
     Query(f): Query<Filter>,
 ) -> Result<Response, ApiError> {
     let state: Option<ReviewState> = f.state.as_deref().map(str::parse).transpose()?;
     let version = agent.versions().map(|v| Versions::read(&v.reviews));
-    cache.serve(&uri.to_string(), version, || {
+    cache.serve(&uri.to_string(), version, accept, || {
         cache::json(&agent.reviews(f.workload.as_deref(), state)?)
     })
 }

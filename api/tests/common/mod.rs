@@ -98,6 +98,8 @@ pub struct Fake {
     pub events: Option<Vec<Event>>,
     /// Cardholder-data path patterns.
     pub pci: Vec<String>,
+    /// Change counters: with them the router caches answers (the tests bump them).
+    pub versions: Option<api::Versions>,
 }
 
 /// A real store for the review queue, removed with the fake.
@@ -141,6 +143,7 @@ impl Fake {
             reviews: OnceLock::new(),
             events: None,
             pci: Vec::new(),
+            versions: None,
         }
     }
 
@@ -422,6 +425,10 @@ impl Agent for Fake {
 
     fn pci_paths(&self) -> Vec<String> {
         self.pci.clone()
+    }
+
+    fn versions(&self) -> Option<&api::Versions> {
+        self.versions.as_ref()
     }
 
     fn now_ns(&self) -> u64 {
