@@ -437,23 +437,27 @@ fn bench() -> Result<ExitCode> {
     println!();
     println!(
         "| loop, one agent: enforcing vs alerting slices | pairs | enforcing (ops/s) | alerting (ops/s) \
-         | enforce adds: throughput (95 % CI) | target | per CPU-second (95 % CI) | target |"
+         | enforce adds: throughput (95 % CI) | target | per CPU-second (95 % CI) | target \
+         | BPF time added per operation (95 % CI) | target |"
     );
-    println!("|---|---:|---:|---:|---:|---|---:|---|");
+    println!("|---|---:|---:|---:|---:|---|---:|---|---:|---|");
     for r in &results {
         if let Some(i) = &r.interleaved {
             let cell = |e: &interleave::Estimate| {
                 let (pct, lo, hi) = e.slowdown();
                 format!("{pct:+.1} % ({lo:+.1} … {hi:+.1} %) | {}", e.verdict())
             };
+            let (share, lo, hi) = i.bpf_share();
+            let bpf_verdict = interleave::verdict(lo, hi);
             println!(
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {:.0} ns = {share:.2} % ({lo:.2} … {hi:.2} %) | {bpf_verdict} |",
                 r.name,
                 i.pairs,
                 group(i.enforce_ops as u64),
                 group(i.alert_ops as u64),
                 cell(&i.throughput),
-                cell(&i.cpu)
+                cell(&i.cpu),
+                i.bpf_added_ns.mean
             );
         }
     }
