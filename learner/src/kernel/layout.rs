@@ -6,7 +6,7 @@
 //! kernel builds, so the loader finds them here and hands them to the programs as a read-only
 //! global ([`TaskLayout`]).
 
-use btf_rs::{Btf, Type};
+use btf_rs::{Backend, Btf, Type};
 use learner_ebpf::{COMM_LEN, TaskLayout};
 use thiserror::Error;
 
@@ -55,9 +55,12 @@ impl Shape {
     }
 }
 
-/// The layout of the running kernel.
+/// The layout of the running kernel. The BTF is mapped, not parsed whole (parsing all of it
+/// costs about 20 MB at start-up); kernels whose sysfs BTF cannot be mapped get it parsed.
 pub fn running_kernel() -> Result<TaskLayout, LayoutError> {
-    from_btf(&Btf::from_file(VMLINUX_BTF)?)
+    let btf = Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap)
+        .or_else(|_| Btf::from_file(VMLINUX_BTF))?;
+    from_btf(&btf)
 }
 
 /// The layout described by `btf`.
