@@ -6,7 +6,7 @@
 //!
 //! A client that accepts gzip ([`AcceptEncoding`]) is sent a gzip copy of a cached body of
 //! [`MIN_GZIP`] bytes or more, compressed once per cached answer and shared like the body: a
-//! 120 kB review queue is a fifth of that on the wire, and loopback copies dominate the cost of
+//! 120 kB review queue is 8 kB on the wire (a fifteenth), and loopback copies dominate the cost of
 //! serving it.
 
 use std::{
