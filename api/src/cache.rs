@@ -53,8 +53,8 @@ struct Entry {
     /// The gzip copy of `body`, made by the first request that accepts gzip rather than when the
     /// answer is built: answers are rebuilt at least every [`MAX_AGE`] under load, and clients
     /// that never ask for gzip (the CLI over the unix socket, scripts) should not pay for it
-    /// each time. Concurrent first requests wait for one compression. `None` inside: the body
-    /// is too small or compressing failed (the identity body is served).
+    /// each time. Concurrent first requests wait for one compression. `None` inside: compressing
+    /// failed (the identity body is served).
     gzip: OnceLock<Option<Bytes>>,
 }
 
@@ -206,12 +206,9 @@ fn encoded(entry: &Entry, accept: AcceptEncoding) -> Response {
     resp
 }
 
-/// `body` compressed with gzip at [`GZIP_LEVEL`]; `None` when it is smaller than [`MIN_GZIP`]
-/// or compressing fails.
+/// `body` compressed with gzip at [`GZIP_LEVEL`]; `None` when compressing fails. Only
+/// [`encoded`] calls it, for bodies of [`MIN_GZIP`] bytes or more.
 fn gzip(body: &[u8]) -> Option<Bytes> {
-    if body.len() < MIN_GZIP {
-        return None;
-    }
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(body.len() / 4),
         flate2::Compression::new(GZIP_LEVEL),

@@ -8,8 +8,8 @@ use aya_ebpf::helpers::{
     generated::{bpf_get_current_comm, bpf_get_current_task_btf},
 };
 use learner_ebpf::{
-    COMM_LEN, DedupKey, EventHeader, EventKind, FNV_OFFSET, KindStats, MONITORED_SLOTS,
-    SLOT_SHARED, TaskLayout, mix, recent_key, recent_slot,
+    COMM_LEN, DedupKey, EventHeader, EventKind, FNV_OFFSET, KindStats, SLOT_SHARED, TaskLayout,
+    mix, monitored_slot, recent_key, recent_slot,
 };
 
 use crate::maps::{
@@ -78,7 +78,7 @@ pub fn monitored_cgroup() -> Option<Current> {
     let cur = current();
     let cgroup_id = cur.cgroup_id;
     if cfg.filter_enabled != 0 {
-        let slot = MONITORED_FAST.get((cgroup_id % MONITORED_SLOTS as u64) as u32)?;
+        let slot = MONITORED_FAST.get(monitored_slot(cgroup_id))?;
         if *slot != cgroup_id
             && (*slot != SLOT_SHARED || unsafe { MONITORED.get(cgroup_id) }.is_none())
         {

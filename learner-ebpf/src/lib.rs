@@ -311,13 +311,19 @@ pub struct DedupKey {
     pub hash: u64,
 }
 
-/// Slots of the `MONITORED_SLOTS` array: a direct-mapped copy of the cgroup filter that the
+/// Slots of the `MONITORED_FAST` array: a direct-mapped copy of the cgroup filter that the
 /// programs check without a helper call (the verifier inlines array lookups). Slot
-/// `cgroup_id % MONITORED_SLOTS` holds 0 when no monitored cgroup maps there, the cgroup's id
+/// [`monitored_slot`] of a cgroup holds 0 when no monitored cgroup maps there, the cgroup's id
 /// when exactly that one does, or [`SLOT_SHARED`] when the `MONITORED` hash map must decide.
 pub const MONITORED_SLOTS: u32 = 16384;
-/// A `MONITORED_SLOTS` value: more than one monitored cgroup maps to this slot.
+/// A `MONITORED_FAST` value: more than one monitored cgroup maps to this slot.
 pub const SLOT_SHARED: u64 = u64::MAX;
+
+/// The `MONITORED_FAST` slot of a cgroup (cgroup ids are inode numbers, so the low bits spread).
+#[inline(always)]
+pub fn monitored_slot(cgroup_id: u64) -> u32 {
+    (cgroup_id % MONITORED_SLOTS as u64) as u32
+}
 
 /// Slots per CPU of the `DEDUP_RECENT` cache in front of the `DEDUP` LRU map.
 pub const DEDUP_RECENT_SLOTS: u32 = 1024;
@@ -517,7 +523,6 @@ mod user {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for DedupKey {}
     unsafe impl aya::Pod for CgroupEntry {}
-    unsafe impl aya::Pod for RecentDedup {}
     unsafe impl aya::Pod for TaskLayout {}
     unsafe impl aya::Pod for EnforceEntry {}
     unsafe impl aya::Pod for ExecAllowKey {}

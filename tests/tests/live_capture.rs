@@ -67,17 +67,13 @@ async fn the_helper_call_fallback_attributes_the_same() {
 }
 
 async fn attributed_deduplicated_and_filtered(helper_reads: bool) {
-    let cg = TestCgroup::new(if helper_reads {
+    let label = if helper_reads {
         "capture-helpers"
     } else {
         "capture"
-    })
-    .unwrap();
-    let dir = temp_dir(if helper_reads {
-        "capture-helpers"
-    } else {
-        "capture"
-    });
+    };
+    let cg = TestCgroup::new(label).unwrap();
+    let dir = temp_dir(label);
     let file = dir.join("data.txt");
     std::fs::write(&file, "hello\n").unwrap();
     std::fs::write(dir.join("relative.txt"), "rel\n").unwrap();

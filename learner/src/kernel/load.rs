@@ -8,7 +8,7 @@ use aya::{
     programs::TracePoint,
 };
 use learner_ebpf::{
-    CgroupEntry, Config, EventKind, KindStats, MONITORED_SLOTS, SLOT_SHARED, TaskLayout,
+    CgroupEntry, Config, EventKind, KindStats, SLOT_SHARED, TaskLayout, monitored_slot,
 };
 use thiserror::Error;
 
@@ -122,15 +122,15 @@ impl Probes {
         }
         let facts = HostFacts::current();
         let ring = opts.ring_bytes.max(4096).next_power_of_two();
-        let layout = match layout::running_kernel() {
-            Ok(_) if opts.helper_reads => TaskLayout::HELPERS,
-            Ok(l) => l,
-            Err(e) => {
+        let layout = if opts.helper_reads {
+            TaskLayout::HELPERS
+        } else {
+            layout::running_kernel().unwrap_or_else(|e| {
                 tracing::warn!(
                     "probes will read the task name and cgroup id with helper calls (slower): {e}"
                 );
                 TaskLayout::HELPERS
-            }
+            })
         };
         let ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", ring)
@@ -234,7 +234,7 @@ impl Probes {
         next: impl FnOnce(u64) -> u64,
     ) -> Result<(), LoadError> {
         let mut slots: Array<&mut MapData, u64> = self.typed_map("MONITORED_FAST")?;
-        let index = (cgroup_id % u64::from(MONITORED_SLOTS)) as u32;
+        let index = monitored_slot(cgroup_id);
         let current = slots
             .get(&index, 0)
             .map_err(map_err("reading map MONITORED_FAST"))?;
@@ -322,6 +322,8 @@ fn fast_slot_after_unmonitor(slot: u64, cgroup_id: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use learner_ebpf::MONITORED_SLOTS;
+
     use super::*;
 
     /// Replays monitor / unmonitor calls on one slot and checks the invariant the kernel relies
@@ -334,6 +336,8 @@ mod tests {
             5 + u64::from(MONITORED_SLOTS),
             5 + 2 * u64::from(MONITORED_SLOTS),
         );
+        assert_eq!(monitored_slot(a), monitored_slot(b));
+        assert_eq!(monitored_slot(a), monitored_slot(c));
         let mut slot = 0;
         let mut monitored: Vec<u64> = Vec::new();
         let steps = [
