@@ -29,11 +29,11 @@ pub struct Current {
     task: *const u8,
 }
 
-/// The loader's layout. A volatile read of the read-only global: the verifier sees its values
-/// as constants, so the loads below have the constant offsets it requires.
+/// One field of the loader's layout. A volatile read of the read-only global: the verifier sees
+/// its value as a constant, so the loads below have the constant offsets it requires.
 #[inline(always)]
-fn layout() -> TaskLayout {
-    unsafe { core::ptr::read_volatile(&TASK_LAYOUT) }
+fn layout(field: fn(&TaskLayout) -> &u32) -> u32 {
+    unsafe { core::ptr::read_volatile(field(&TASK_LAYOUT)) }
 }
 
 /// Reads a field at `off` bytes into a kernel structure (a BTF-checked load, no helper call).
@@ -49,8 +49,7 @@ unsafe fn field<T: Copy>(base: *const u8, off: u32) -> T {
 /// `bpf_get_current_cgroup_id` otherwise.
 #[inline(always)]
 fn current() -> Current {
-    let l = layout();
-    if l.direct == 0 {
+    if layout(|l| &l.direct) == 0 {
         return Current {
             cgroup_id: unsafe { bpf_get_current_cgroup_id() },
             task: core::ptr::null(),
@@ -59,10 +58,10 @@ fn current() -> Current {
     let task = unsafe { bpf_get_current_task_btf() } as *const u8;
     // SAFETY: the offsets come from this kernel's BTF; the verifier checks each load against it.
     let cgroup_id = unsafe {
-        let css_set: *const u8 = field(task, l.task_cgroups);
-        let cgroup: *const u8 = field(css_set, l.css_set_dfl_cgrp);
-        let kn: *const u8 = field(cgroup, l.cgroup_kn);
-        field::<u64>(kn, l.kernfs_node_id)
+        let css_set: *const u8 = field(task, layout(|l| &l.task_cgroups));
+        let cgroup: *const u8 = field(css_set, layout(|l| &l.css_set_dfl_cgrp));
+        let kn: *const u8 = field(cgroup, layout(|l| &l.cgroup_kn));
+        field::<u64>(kn, layout(|l| &l.kernfs_node_id))
     };
     Current { cgroup_id, task }
 }
@@ -123,7 +122,7 @@ pub fn begin_header(h: &mut EventHeader, kind: EventKind, cur: Current) {
         unsafe { bpf_get_current_comm(h.comm.as_mut_ptr().cast(), COMM_LEN as u32) };
         return;
     }
-    let off = layout().task_comm;
+    let off = layout(|l| &l.task_comm);
     // SAFETY: `comm` is a 16-byte array in `task_struct`; the kernel keeps it NUL-padded.
     let words: [u64; 2] = unsafe { [field(cur.task, off), field(cur.task, off + 8)] };
     h.comm = unsafe { core::mem::transmute::<[u64; 2], [u8; COMM_LEN]>(words) };
@@ -153,17 +152,22 @@ pub fn hash_start(h: &EventHeader) -> u64 {
 }
 
 /// Mixes the first `len` bytes of a NUL-padded buffer into `hash`, eight bytes at a time.
-/// `buf` must start 8-byte aligned; `N` must be a multiple of 8.
+/// `N` must be a multiple of 8.
+///
+/// # Safety
+/// `buf` starts 8-byte aligned (lib.rs asserts it for the event buffers hashed here), so each
+/// word is one aligned load rather than eight byte loads.
 #[inline(always)]
-pub fn hash_bytes<const N: usize>(mut hash: u64, buf: &[u8; N], len: usize) -> u64 {
-    let words = len.div_ceil(8);
+pub unsafe fn hash_bytes<const N: usize>(mut hash: u64, buf: &[u8; N], len: usize) -> u64 {
+    let words = buf.as_ptr() as *const u64;
+    let count = len.div_ceil(8);
     let mut i = 0;
     while i < N / 8 {
-        if i >= words {
+        if i >= count {
             break;
         }
-        // SAFETY: i < N / 8, so the eight bytes lie inside `buf`.
-        let mut w = unsafe { core::ptr::read_unaligned(buf.as_ptr().add(i * 8) as *const u64) };
+        // SAFETY: i < N / 8, so the word lies inside `buf`, which is aligned (the contract).
+        let mut w = unsafe { core::ptr::read(words.add(i)) };
         let rest = len - i * 8;
         if rest < 8 {
             w &= (1u64 << (rest * 8)) - 1;

@@ -60,7 +60,8 @@ unsafe fn handle_open(cur: Current, dirfd: i32, path: *const u8, open_flags: u32
         hash,
         (((open_flags & CLASS_BITS) as u64) << 32) | (dirfd as u32) as u64,
     );
-    hash = hash_bytes(hash, &ev.path, len);
+    // SAFETY: `OpenEvent::path` is 8-byte aligned (asserted in lib.rs).
+    hash = unsafe { hash_bytes(hash, &ev.path, len) };
     if is_repeat(EventKind::Open, cur.cgroup_id, hash) {
         return;
     }

@@ -150,6 +150,14 @@ pub struct OpenEvent {
     pub path: [u8; PATH_LEN],
 }
 
+// The probes hash these buffers a word at a time with aligned loads.
+const _: () = assert!(
+    core::mem::align_of::<OpenEvent>() == 8
+        && core::mem::offset_of!(OpenEvent, path) % 8 == 0
+        && core::mem::align_of::<NetEvent>() == 8
+        && (core::mem::offset_of!(NetEvent, addr) + core::mem::offset_of!(SockAddr, data)) % 8 == 0
+);
+
 /// A connect, bind or listen call.
 #[repr(C)]
 #[derive(Clone, Copy)]

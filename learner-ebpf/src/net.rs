@@ -106,7 +106,8 @@ fn finish(ev: &mut NetEvent, kind: EventKind, cgroup_id: u64) {
     let mut hash = hash_start(&ev.header);
     hash = mix(hash, ev.sock_type as u64);
     let len = (ev.addr.len as usize).min(SOCKADDR_LEN);
-    hash = hash_bytes(hash, &ev.addr.data, len);
+    // SAFETY: `SockAddr::data` is 8-byte aligned in `NetEvent` (asserted in lib.rs).
+    hash = unsafe { hash_bytes(hash, &ev.addr.data, len) };
     if is_repeat(kind, cgroup_id, hash) {
         return;
     }

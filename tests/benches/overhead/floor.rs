@@ -1,25 +1,66 @@
-//! The floor under any syscall probe: the same-file open loop while the agent watches a
-//! *different* cgroup. Its programs still run on every `openat` (and the kernel takes its
-//! syscall-tracing path on every syscall), but the cgroup filter sends them home at once, so
-//! what this costs the loop is what the kernel charges before a probe does any work.
+//! The floor under the open probe: the same-file open loop against no agent, side by side with
+//! - the two [`Reference`] programs on `sys_enter_openat` (a do-nothing one: the kernel's cost
+//!   of running any program there; one that only copies the path: the least a probe that
+//!   records paths costs), and
+//! - the agent watching a *different* cgroup: its programs run on every `openat` but leave at
+//!   the cgroup filter.
+//!
+//! Each round runs the loop once per configuration (no agent first in odd rounds, last in even
+//! ones); each configuration's result is the mean of its per-round ratios to the round's
+//! no-agent run, with a 95 % confidence interval.
 
 use anyhow::{Context as _, Result};
 use baseliner_tests::TestCgroup;
 
 use crate::{
     agent::Agent,
+    estimate::Estimate,
+    reference::Reference,
     util::{group, median},
-    workload::run_workload,
+    workload::{Run, run_workload},
 };
 
-/// Median per-round ratios (throughput, per CPU-second) of the open loop with the agent
-/// watching another cgroup against no agent.
-pub(crate) struct Floor {
-    pub(crate) ratio: f64,
-    pub(crate) cpu_ratio: f64,
+/// A configuration measured against no agent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Config {
+    Off,
+    Reference(Reference),
+    AgentElsewhere,
 }
 
-/// Runs `rounds` off / unwatched pairs (order alternating) of the open loop `params`.
+impl Config {
+    const ALL: [Config; 4] = [
+        Config::Off,
+        Config::Reference(Reference::Noop),
+        Config::Reference(Reference::CopyPath),
+        Config::AgentElsewhere,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Config::Off => "no agent",
+            Config::Reference(r) => r.label(),
+            Config::AgentElsewhere => "the agent watching another cgroup",
+        }
+    }
+}
+
+/// One configuration's ratios to no agent.
+pub(crate) struct Row {
+    pub(crate) label: &'static str,
+    /// Per-round throughput ratios.
+    pub(crate) ratios: Vec<f64>,
+    pub(crate) throughput: Estimate,
+    /// Per CPU-second of the workload.
+    pub(crate) cpu: Estimate,
+}
+
+/// The floor's rows, cheapest configuration first.
+pub(crate) struct Floor {
+    pub(crate) rows: Vec<Row>,
+}
+
+/// Runs `rounds` rounds of the open loop `params` under every configuration.
 pub(crate) fn measure(
     bin: &std::path::Path,
     params: &[String],
@@ -27,55 +68,81 @@ pub(crate) fn measure(
     rounds: usize,
 ) -> Result<Floor> {
     println!();
-    println!("## floor: open+close (same file), the agent watching another cgroup");
+    println!(
+        "## floor: open+close (same file) with reference programs on sys_enter_openat, and \
+         with the agent watching another cgroup"
+    );
     let cg = TestCgroup::new("bench-floor").context("creating a cgroup")?;
     let other = TestCgroup::new("bench-floor-other").context("creating a cgroup")?;
-    let (mut ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
+    let measured = &Config::ALL[1..];
+    let mut ratios = vec![Vec::new(); measured.len()];
+    let mut cpu_ratios = vec![Vec::new(); measured.len()];
     for round in 1..=rounds {
-        let mut runs = [None, None];
-        for watching in if round % 2 == 1 {
-            [false, true]
-        } else {
-            [true, false]
-        } {
-            runs[watching as usize] = Some(if watching {
-                let agent = Agent::start(bin, &other.path, &[])?;
-                let run = run_workload(&cg, "open", params, secs, None);
-                let report = agent.stop()?;
-                let open = report.kind("open")?;
-                anyhow::ensure!(
-                    open.seen == 0,
-                    "the agent watched another cgroup but saw {} opens",
-                    open.seen
-                );
-                run?
-            } else {
-                run_workload(&cg, "open", params, secs, None)?
-            });
+        let mut order = Config::ALL.to_vec();
+        if round % 2 == 0 {
+            order.reverse();
         }
-        let [Some(off), Some(on)] = runs else {
-            unreachable!("both runs of the round were made")
+        let mut runs: Vec<(Config, Run)> = Vec::new();
+        for config in order {
+            let run = match config {
+                Config::Off => run_workload(&cg, "open", params, secs, None)?,
+                Config::Reference(r) => {
+                    let _attached = r.attach()?;
+                    run_workload(&cg, "open", params, secs, None)?
+                }
+                Config::AgentElsewhere => {
+                    let agent = Agent::start(bin, &other.path, &[])?;
+                    let run = run_workload(&cg, "open", params, secs, None);
+                    let report = agent.stop()?;
+                    let open = report.kind("open")?;
+                    anyhow::ensure!(
+                        open.seen == 0,
+                        "the agent watched another cgroup but saw {} opens",
+                        open.seen
+                    );
+                    run?
+                }
+            };
+            runs.push((config, run));
+        }
+        let get = |c: Config| {
+            runs.iter()
+                .find(|(k, _)| *k == c)
+                .map(|(_, r)| r)
+                .context("a configuration of the round did not run")
         };
-        ratios.push(on.ops_per_s / off.ops_per_s);
-        cpu_ratios.push(on.ops_per_cpu_s / off.ops_per_cpu_s);
+        let off = get(Config::Off)?;
+        let mut line = format!(
+            "  round {round}: no agent {:>10} ops/s",
+            group(off.ops_per_s as u64)
+        );
+        for (i, &c) in measured.iter().enumerate() {
+            let on = get(c)?;
+            ratios[i].push(on.ops_per_s / off.ops_per_s);
+            cpu_ratios[i].push(on.ops_per_cpu_s / off.ops_per_cpu_s);
+            line += &format!("; {:.3}", on.ops_per_s / off.ops_per_s);
+        }
+        println!("{line}  (ratios in the order below)");
+    }
+    let rows: Vec<Row> = measured
+        .iter()
+        .zip(ratios.into_iter().zip(cpu_ratios))
+        .map(|(c, (r, cpu))| Row {
+            label: c.label(),
+            throughput: Estimate::of(&r),
+            cpu: Estimate::of(&cpu),
+            ratios: r,
+        })
+        .collect();
+    for row in &rows {
         println!(
-            "  round {round}: off {:>10} ops/s   watching another cgroup {:>10} ops/s   \
-             (ratio {:.3}; per CPU-second {:.3})",
-            group(off.ops_per_s as u64),
-            group(on.ops_per_s as u64),
-            on.ops_per_s / off.ops_per_s,
-            on.ops_per_cpu_s / off.ops_per_cpu_s
+            "  {}: slowdown {}; median ratio {:.3}; per CPU-second {:.3} ± {:.3}",
+            row.label,
+            row.throughput.slowdown_text(),
+            median(&row.ratios),
+            row.cpu.mean,
+            row.cpu.half_width
         );
     }
-    let floor = Floor {
-        ratio: median(&ratios),
-        cpu_ratio: median(&cpu_ratios),
-    };
-    println!(
-        "  median ratio {:.3} (slowdown {:.1}%); per CPU-second {:.3}",
-        floor.ratio,
-        (1.0 - floor.ratio) * 100.0,
-        floor.cpu_ratio
-    );
-    Ok(floor)
+    Ok(Floor { rows })
 }

@@ -19,55 +19,10 @@ use baseliner_tests::TestCgroup;
 
 use crate::{
     enforce::{Counters, EnforceStore},
+    estimate::Estimate,
     util::group,
     workload::run_workload,
 };
-
-/// A mean of per-pair enforce/alert ratios with its 95 % confidence half-width.
-#[derive(Clone, Copy)]
-pub(crate) struct Estimate {
-    pub(crate) mean: f64,
-    pub(crate) half_width: f64,
-}
-
-impl Estimate {
-    fn of(ratios: &[f64]) -> Estimate {
-        let n = ratios.len() as f64;
-        let mean = ratios.iter().sum::<f64>() / n;
-        let var = ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-        Estimate {
-            mean,
-            half_width: t95(ratios.len()) * (var / n).sqrt(),
-        }
-    }
-
-    /// What enforcement adds, in percent, with the interval's ends.
-    pub(crate) fn slowdown(&self) -> (f64, f64, f64) {
-        let pct = |r: f64| (1.0 - r) * 100.0;
-        (
-            pct(self.mean),
-            pct(self.mean + self.half_width),
-            pct(self.mean - self.half_width),
-        )
-    }
-
-    /// The verdict against the 2 % target.
-    pub(crate) fn verdict(&self) -> &'static str {
-        let (_, lo, hi) = self.slowdown();
-        verdict(lo, hi)
-    }
-}
-
-/// The verdict against the 2 % target of a cost whose 95 % interval is `lo … hi` percent.
-pub(crate) fn verdict(lo: f64, hi: f64) -> &'static str {
-    if hi <= 2.0 {
-        "≤ 2 %: met"
-    } else if lo > 2.0 {
-        "≤ 2 %: missed"
-    } else {
-        "≤ 2 %: not resolved (CI spans 2 %)"
-    }
-}
 
 /// The interleaved comparison of one loop.
 pub(crate) struct Interleaved {
@@ -242,17 +197,4 @@ pub(crate) fn measure(
         r.counters
     );
     Ok(r)
-}
-
-/// Two-sided 95 % quantile of Student's t for `n` samples (n - 1 degrees of freedom).
-fn t95(n: usize) -> f64 {
-    const TABLE: [f64; 10] = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23];
-    match n.saturating_sub(1) {
-        0 => f64::INFINITY,
-        df @ 1..=10 => TABLE[df - 1],
-        // The value at the low end of each range: the interval errs wide.
-        11..=20 => 2.20,
-        21..=30 => 2.09,
-        _ => 2.04,
-    }
 }

@@ -21,8 +21,10 @@
 
 mod agent;
 mod enforce;
+mod estimate;
 mod floor;
 mod interleave;
+mod reference;
 mod util;
 mod workload;
 
@@ -33,8 +35,15 @@ use baseliner_tests::{TestCgroup, bench_main, env_num};
 
 use agent::{Agent, agent_binary};
 use enforce::{ALLOW_LIST_ENTRIES, Counters, EnforceStore};
+use estimate::Estimate;
 use util::{group, median};
 use workload::{TempFiles, run_workload, start_listener, workload};
+
+/// The same-file open loop's name; its target is the one the floor explains.
+const OPEN_LOOP: &str = "open+close (same file)";
+
+/// The open+close target: at most this much slower with capture on (percent).
+const OPEN_TARGET: f64 = 15.0;
 
 /// Files opened in rotation by the distinct-files loop and the storm.
 const DISTINCT_FILES: usize = 2000;
@@ -86,6 +95,8 @@ struct LoopResult {
     ratio: f64,
     /// Median of the per-round ratios of operations per CPU-second of the workload.
     cpu_ratio: f64,
+    /// Mean of the per-round on/off ratios with its 95 % interval.
+    estimate: Estimate,
     rss_kib: Option<u64>,
     enforce: Option<EnforceResult>,
     interleaved: Option<interleave::Interleaved>,
@@ -135,7 +146,7 @@ fn bench() -> Result<ExitCode> {
             enforce: true,
         },
         Loop {
-            name: "open+close (same file)",
+            name: OPEN_LOOP,
             label: "open",
             kind: "open",
             params: vec![dir.clone(), "1".into()],
@@ -278,6 +289,13 @@ fn bench() -> Result<ExitCode> {
             (1.0 - ratio) * 100.0,
             cpu_ratio
         );
+        let estimate = Estimate::of(&ratios);
+        println!(
+            "  mean of per-round ratios {:.3} ± {:.3}: slowdown {}",
+            estimate.mean,
+            estimate.half_width,
+            estimate.slowdown_text()
+        );
         println!(
             "  last on run, {}: {}",
             l.stat_kind,
@@ -320,6 +338,7 @@ fn bench() -> Result<ExitCode> {
             on: mon,
             ratio,
             cpu_ratio,
+            estimate,
             rss_kib,
             enforce,
             interleaved,
@@ -400,10 +419,10 @@ fn bench() -> Result<ExitCode> {
     // Summary for the README.
     println!();
     println!(
-        "| loop | no agent (ops/s) | capture on (ops/s) | ratio | slowdown | ratio per CPU-second \
-         | enforce on (ops/s) | enforce vs no agent | enforce vs capture |"
+        "| loop | no agent (ops/s) | capture on (ops/s) | ratio | slowdown | slowdown, mean (95 % CI) \
+         | ratio per CPU-second | enforce on (ops/s) | enforce vs no agent | enforce vs capture |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &results {
         let enforce = r.enforce.as_ref().map_or_else(
             || "– | – | –".to_string(),
@@ -417,22 +436,18 @@ fn bench() -> Result<ExitCode> {
             },
         );
         println!(
-            "| {} | {} | {} | {:.2} | {:.1}% | {:.2} | {enforce} |",
+            "| {} | {} | {} | {:.2} | {:.1}% | {} | {:.2} | {enforce} |",
             r.name,
             group(r.off as u64),
             group(r.on as u64),
             r.ratio,
             (1.0 - r.ratio) * 100.0,
+            r.estimate.slowdown_text(),
             r.cpu_ratio
         );
     }
     if let Some(f) = &floor {
-        println!(
-            "| open+close (same file), agent watching another cgroup: the floor | – | – | {:.2} | {:.1}% | {:.2} | – | – | – |",
-            f.ratio,
-            (1.0 - f.ratio) * 100.0,
-            f.cpu_ratio
-        );
+        floor_summary(f, results.iter().find(|r| r.name == OPEN_LOOP));
     }
     println!();
     println!(
@@ -443,12 +458,12 @@ fn bench() -> Result<ExitCode> {
     println!("|---|---:|---:|---:|---:|---|---:|---|---:|---|");
     for r in &results {
         if let Some(i) = &r.interleaved {
-            let cell = |e: &interleave::Estimate| {
+            let cell = |e: &Estimate| {
                 let (pct, lo, hi) = e.slowdown();
-                format!("{pct:+.1} % ({lo:+.1} … {hi:+.1} %) | {}", e.verdict())
+                format!("{pct:+.1} % ({lo:+.1} … {hi:+.1} %) | {}", e.verdict(2.0))
             };
             let (share, lo, hi) = i.bpf_share();
-            let bpf_verdict = interleave::verdict(lo, hi);
+            let bpf_verdict = estimate::verdict(2.0, lo, hi);
             println!(
                 "| {} | {} | {} | {} | {} | {} | {:.0} ns = {share:.2} % ({lo:.2} … {hi:.2} %) | {bpf_verdict} |",
                 r.name,
@@ -500,6 +515,47 @@ fn bench() -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The open+close loop's slowdown beside what the kernel charges any probe there, and the
+/// verdicts against the 15 % target.
+fn floor_summary(f: &floor::Floor, capture: Option<&LoopResult>) {
+    println!();
+    println!(
+        "| open+close (same file), against no agent | rounds | slowdown, mean (95 % CI) | median |"
+    );
+    println!("|---|---:|---:|---:|");
+    for row in &f.rows {
+        println!(
+            "| {} | {} | {} | {:.1} % |",
+            row.label,
+            row.ratios.len(),
+            row.throughput.slowdown_text(),
+            (1.0 - median(&row.ratios)) * 100.0
+        );
+    }
+    if let Some(c) = capture {
+        println!(
+            "| the agent watching the loop (capture) | – | {} | {:.1} % |",
+            c.estimate.slowdown_text(),
+            (1.0 - c.ratio) * 100.0
+        );
+        println!();
+        println!(
+            "open+close target, capture: {}",
+            c.estimate.verdict(OPEN_TARGET)
+        );
+    }
+    if let Some(copy) = f
+        .rows
+        .iter()
+        .find(|r| r.label == reference::Reference::CopyPath.label())
+    {
+        println!(
+            "open+close target, the least a path-recording probe on this tracepoint costs: {}",
+            copy.throughput.verdict(OPEN_TARGET)
+        );
+    }
 }
 
 /// One measurement of a round.
