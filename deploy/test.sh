@@ -23,6 +23,7 @@ cargo test -- --nocapture
 step "overhead benchmark (short run)"
 cargo build --release -p learner --bin baseliner
 BENCH_SECONDS=${BENCH_SECONDS:-1} BENCH_ROUNDS=${BENCH_ROUNDS:-1} BENCH_PAIRS=${BENCH_PAIRS:-2} \
+  BENCH_FLOOR_ROUNDS=${BENCH_FLOOR_ROUNDS:-1} \
   cargo bench -p baseliner-tests --bench overhead
 step "alert latency benchmark (short run: every deviation must reach the webhook)"
 BENCH_DEVIATIONS=${BENCH_DEVIATIONS:-20} cargo bench -p baseliner-tests --bench alert_latency

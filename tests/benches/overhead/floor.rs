@@ -3,7 +3,8 @@
 //!   of running any program there; one that only copies the path: the least a probe that
 //!   records paths costs), and
 //! - the agent watching a *different* cgroup: its programs run on every `openat` but leave at
-//!   the cgroup filter.
+//!   the cgroup filter, and
+//! - the agent watching the loop (`capture`), so all four are measured against the same runs.
 //!
 //! Each round runs the loop once per configuration (no agent first in odd rounds, last in even
 //! ones); each configuration's result is the mean of its per-round ratios to the round's
@@ -20,20 +21,25 @@ use crate::{
     workload::{Run, run_workload},
 };
 
+/// The label of the agent watching the loop.
+pub(crate) const CAPTURE_LABEL: &str = "the agent watching the loop (capture)";
+
 /// A configuration measured against no agent.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Config {
     Off,
     Reference(Reference),
     AgentElsewhere,
+    AgentWatching,
 }
 
 impl Config {
-    const ALL: [Config; 4] = [
+    const ALL: [Config; 5] = [
         Config::Off,
         Config::Reference(Reference::Noop),
         Config::Reference(Reference::CopyPath),
         Config::AgentElsewhere,
+        Config::AgentWatching,
     ];
 
     fn label(self) -> &'static str {
@@ -41,6 +47,7 @@ impl Config {
             Config::Off => "no agent",
             Config::Reference(r) => r.label(),
             Config::AgentElsewhere => "the agent watching another cgroup",
+            Config::AgentWatching => CAPTURE_LABEL,
         }
     }
 }
@@ -90,15 +97,17 @@ pub(crate) fn measure(
                     let _attached = r.attach()?;
                     run_workload(&cg, "open", params, secs, None)?
                 }
-                Config::AgentElsewhere => {
-                    let agent = Agent::start(bin, &other.path, &[])?;
+                Config::AgentElsewhere | Config::AgentWatching => {
+                    let watching = config == Config::AgentWatching;
+                    let target = if watching { &cg } else { &other };
+                    let agent = Agent::start(bin, &target.path, &[])?;
                     let run = run_workload(&cg, "open", params, secs, None);
-                    let report = agent.stop()?;
-                    let open = report.kind("open")?;
+                    let open = agent.stop()?.kind("open")?;
                     anyhow::ensure!(
-                        open.seen == 0,
-                        "the agent watched another cgroup but saw {} opens",
-                        open.seen
+                        (open.seen > 0) == watching,
+                        "the agent saw {} opens while watching {}",
+                        open.seen,
+                        target.rel
                     );
                     run?
                 }
