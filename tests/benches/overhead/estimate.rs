@@ -12,10 +12,13 @@ impl Estimate {
         let n = ratios.len() as f64;
         let mean = ratios.iter().sum::<f64>() / n;
         let var = ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-        Estimate {
-            mean,
-            half_width: t95(ratios.len()) * (var / n).sqrt(),
-        }
+        // One sample gives no interval: an infinite one, whatever its variance.
+        let half_width = if ratios.len() < 2 {
+            f64::INFINITY
+        } else {
+            t95(ratios.len()) * (var / n).sqrt()
+        };
+        Estimate { mean, half_width }
     }
 
     /// The slowdown the ratio means, in percent, with the interval's ends (low, high).
@@ -31,7 +34,11 @@ impl Estimate {
     /// "12.3 % (95 % CI 10.1 … 14.5 %)".
     pub(crate) fn slowdown_text(&self) -> String {
         let (pct, lo, hi) = self.slowdown();
-        format!("{pct:.1} % (95 % CI {lo:.1} … {hi:.1} %)")
+        if self.half_width.is_finite() {
+            format!("{pct:.1} % (95 % CI {lo:.1} … {hi:.1} %)")
+        } else {
+            format!("{pct:.1} % (one sample: no interval)")
+        }
     }
 
     /// The slowdown's verdict against a target of at most `limit` percent.

@@ -26,12 +26,14 @@ mod estimate;
 mod floor;
 mod interleave;
 mod reference;
+mod storm;
+mod summary;
 mod util;
 mod workload;
 
 use std::{fs, process::ExitCode, thread};
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
 use baseliner_tests::{TestCgroup, bench_main, env_num};
 
 use agent::{Agent, agent_binary};
@@ -356,218 +358,14 @@ fn bench() -> Result<ExitCode> {
         None
     };
 
-    // Storm: tiny ring, no dedup, two writers of distinct opens.
-    println!();
-    println!(
-        "## storm: 2 processes opening {DISTINCT_FILES} distinct files, --ring-kib 4 --dedup-window 0"
-    );
-    let cg = TestCgroup::new("bench-storm").context("creating a cgroup")?;
-    let agent = Agent::start(&bin, &cg.path, &["--ring-kib", "4", "--dedup-window", "0"])?;
-    let params = vec![dir.clone(), DISTINCT_FILES.to_string()];
-    let storm = thread::scope(|s| {
-        let hs: Vec<_> = (0..2)
-            .map(|_| s.spawn(|| run_workload(&cg, "open", &params, secs, None)))
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().map_err(|_| anyhow!("storm thread panicked"))?)
-            .collect::<Result<Vec<_>>>()
-    });
-    let report = agent.stop()?;
-    let storm = storm?;
-    let storm_ops: f64 = storm.iter().map(|r| r.ops_per_s).sum();
-    let open = report.kind("open")?;
-    let total = report.kind("total")?;
-    let received = report.counter("received")?;
-    let decode_errors = report.counter("decode_errors")?;
-    println!(
-        "  workload: {} opens/s (both processes)",
-        group(storm_ops as u64)
-    );
-    println!("  open:  {open}");
-    println!("  total: {total}");
-    println!(
-        "  received by agent {}, decode errors {}, lines on stdout {}",
-        group(received),
-        decode_errors,
-        group(report.lines)
-    );
-    let checks = [
-        (
-            "open: emitted + dropped + deduplicated == seen",
-            open.emitted + open.dropped + open.deduplicated == open.seen,
-        ),
-        (
-            "total: emitted + dropped + deduplicated == seen",
-            total.emitted + total.dropped + total.deduplicated == total.seen,
-        ),
-        ("received == total emitted", received == total.emitted),
-        (
-            "stdout lines == received - decode errors",
-            report.lines + decode_errors == received,
-        ),
-    ];
-    let mut failed = false;
-    for (what, ok) in checks {
-        println!("  {} {what}", if ok { "PASS" } else { "FAIL" });
-        failed |= !ok;
-    }
-    if total.dropped == 0 {
-        println!("  NOTE the 4 KiB ring never overflowed, so drop accounting was not exercised");
-    }
-    drop(cg);
+    let storm = storm::run(&bin, &dir, secs)?;
 
-    // Summary for the README.
-    println!();
-    println!(
-        "| loop | no agent (ops/s) | capture on (ops/s) | ratio | slowdown | slowdown, mean (95 % CI) \
-         | ratio per CPU-second | enforce on (ops/s) | enforce vs no agent | enforce vs capture |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &results {
-        let enforce = r.enforce.as_ref().map_or_else(
-            || "– | – | –".to_string(),
-            |e| {
-                format!(
-                    "{} | {:.2} | {:+.1}%",
-                    group(e.ops as u64),
-                    e.vs_off,
-                    (1.0 - e.vs_capture) * 100.0
-                )
-            },
-        );
-        println!(
-            "| {} | {} | {} | {:.2} | {:.1}% | {} | {:.2} | {enforce} |",
-            r.name,
-            group(r.off as u64),
-            group(r.on as u64),
-            r.ratio,
-            (1.0 - r.ratio) * 100.0,
-            r.estimate.slowdown_text(),
-            r.cpu_ratio
-        );
-    }
-    if let Some(f) = &floor {
-        floor_summary(f);
-    }
-    println!();
-    println!(
-        "| loop, one agent: enforcing vs alerting slices | pairs | enforcing (ops/s) | alerting (ops/s) \
-         | enforce adds: throughput (95 % CI) | target | per CPU-second (95 % CI) | target \
-         | BPF time added per operation (95 % CI) | target |"
-    );
-    println!("|---|---:|---:|---:|---:|---|---:|---|---:|---|");
-    for r in &results {
-        if let Some(i) = &r.interleaved {
-            let cell = |e: &Estimate| {
-                let (pct, lo, hi) = e.slowdown();
-                format!("{pct:+.1} % ({lo:+.1} … {hi:+.1} %) | {}", e.verdict(2.0))
-            };
-            let (share, lo, hi) = i.bpf_share();
-            let bpf_verdict = estimate::verdict(2.0, lo, hi);
-            println!(
-                "| {} | {} | {} | {} | {} | {} | {:.0} ns = {share:.2} % ({lo:.2} … {hi:.2} %) | {bpf_verdict} |",
-                r.name,
-                i.pairs,
-                group(i.enforce_ops as u64),
-                group(i.alert_ops as u64),
-                cell(&i.throughput),
-                cell(&i.cpu),
-                i.bpf_added_ns.mean
-            );
-        }
-    }
-    println!();
-    println!(
-        "enforce vs capture: slowdown of `baseliner run` enforcing a {ALLOW_LIST_ENTRIES}-entry \
-         allow-list relative to `baseliner capture` (median of per-round ratios; negative: faster)"
-    );
-    println!();
-    let rss: Vec<String> = results
-        .iter()
-        .filter_map(|r| {
-            r.rss_kib
-                .map(|k| format!("{} {:.1}", r.name, k as f64 / 1024.0))
-        })
-        .collect();
-    let max_rss = results.iter().filter_map(|r| r.rss_kib).max().unwrap_or(0);
-    println!(
-        "Agent RSS (VmRSS, steady state): max {:.1} MiB ({} MiB)",
-        max_rss as f64 / 1024.0,
-        rss.join(", ")
-    );
-    println!(
-        "Storm (4 KiB ring, no dedup, {} opens/s): open seen {}, emitted {}, deduplicated {}, dropped {}; \
-         received {} — {}",
-        group(storm_ops as u64),
-        group(open.seen),
-        group(open.emitted),
-        group(open.deduplicated),
-        group(open.dropped),
-        group(received),
-        if failed {
-            "accounting check FAILED"
-        } else {
-            "every event accounted for"
-        }
-    );
-    Ok(if failed {
+    summary::print(&results, floor.as_ref(), &storm);
+    Ok(if !storm.passed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The open+close loop's slowdown beside what the kernel charges any probe there, and the
-/// verdicts against the 15 % target.
-fn floor_summary(f: &floor::Floor) {
-    println!();
-    println!(
-        "| open+close (same file), against no agent | rounds | slowdown, mean (95 % CI) | median |"
-    );
-    println!("|---|---:|---:|---:|");
-    for row in &f.rows {
-        println!(
-            "| {} | {} | {} | {:.1} % |",
-            row.label,
-            row.ratios.len(),
-            row.throughput.slowdown_text(),
-            (1.0 - median(&row.ratios)) * 100.0
-        );
-    }
-    let row = |label: &str| f.rows.iter().find(|r| r.label == label);
-    if let (Some(copy), Some(capture)) = (
-        row(reference::Reference::CopyPath.label()),
-        row(floor::CAPTURE_LABEL),
-    ) {
-        // Per round, so the no-agent run both share cancels out.
-        let beyond: Vec<f64> = capture
-            .ratios
-            .iter()
-            .zip(&copy.ratios)
-            .map(|(c, p)| c / p)
-            .collect();
-        println!(
-            "| the agent's own work beyond copying the path (capture against the copying program, per round) | {} | {} | {:.1} % |",
-            beyond.len(),
-            Estimate::of(&beyond).slowdown_text(),
-            (1.0 - median(&beyond)) * 100.0
-        );
-    }
-    println!();
-    for (what, label) in [
-        ("capture", floor::CAPTURE_LABEL),
-        (
-            "the least a path-recording probe on this tracepoint costs",
-            reference::Reference::CopyPath.label(),
-        ),
-    ] {
-        if let Some(r) = row(label) {
-            println!(
-                "open+close target, {what}: {}",
-                r.throughput.verdict(OPEN_TARGET)
-            );
-        }
-    }
 }
 
 /// One measurement of a round.
