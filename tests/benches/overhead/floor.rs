@@ -62,7 +62,7 @@ pub(crate) struct Row {
     pub(crate) cpu: Estimate,
 }
 
-/// The floor's rows, cheapest configuration first.
+/// The floor's rows: the reference programs, then the agent elsewhere and watching the loop.
 pub(crate) struct Floor {
     pub(crate) rows: Vec<Row>,
 }
@@ -77,7 +77,7 @@ pub(crate) fn measure(
     println!();
     println!(
         "## floor: open+close (same file) with reference programs on sys_enter_openat, and \
-         with the agent watching another cgroup"
+         with the agent watching another cgroup and the loop's"
     );
     let cg = TestCgroup::new("bench-floor").context("creating a cgroup")?;
     let other = TestCgroup::new("bench-floor-other").context("creating a cgroup")?;
