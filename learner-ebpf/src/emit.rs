@@ -14,6 +14,7 @@ use learner_ebpf::{
 
 use crate::maps::{
     CONFIG, DEDUP, DEDUP_RECENT, DEDUP_WINDOW, EVENTS, MONITORED, MONITORED_FAST, PARENTS, STATS,
+    WAKE_LAST,
 };
 
 /// Field offsets of this kernel's task and cgroup structures, set by the loader from BTF.
@@ -239,23 +240,40 @@ fn count_deduplicated(kind: EventKind) {
     }
 }
 
+/// Least time between two forced wake-ups of the reader from one CPU while the ring is less
+/// than half full.
+const WAKE_GAP_NS: u64 = 2_000_000;
+
 /// `BPF_RB_NO_WAKEUP` while little data waits in the ring, `BPF_RB_FORCE_WAKEUP` once
-/// `Config::wakeup_bytes` have accumulated.
+/// `Config::wakeup_bytes` have accumulated. A wake-up is an inter-processor interrupt, and while
+/// the reader is behind, waking it for every event only slows the producers: below
+/// `Config::urgent_bytes` (half the ring) a CPU wakes it at most once per [`WAKE_GAP_NS`], so a
+/// reader that missed a wake-up gets another within the gap (and drains on its own timer
+/// anyway); from there on, every event wakes it. `now_ns` is the event's time.
 #[inline(always)]
-fn wakeup_flag() -> u64 {
+fn wakeup_flag(now_ns: u64) -> u64 {
     const BPF_RB_NO_WAKEUP: u64 = 1;
     const BPF_RB_FORCE_WAKEUP: u64 = 2;
     const BPF_RB_AVAIL_DATA: u64 = 0;
-    match CONFIG.get(0) {
-        Some(cfg) if cfg.wakeup_bytes > 0 => {
-            if EVENTS.query(BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes {
-                BPF_RB_FORCE_WAKEUP
-            } else {
-                BPF_RB_NO_WAKEUP
-            }
-        }
-        _ => 0,
+    let Some(cfg) = CONFIG.get(0) else {
+        return 0;
+    };
+    if cfg.wakeup_bytes == 0 {
+        return 0;
     }
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
+    if avail < cfg.wakeup_bytes {
+        return BPF_RB_NO_WAKEUP;
+    }
+    if let Some(last) = WAKE_LAST.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; programs on one CPU do not run concurrently here.
+        let last = unsafe { &mut *last };
+        if avail < cfg.urgent_bytes && now_ns.wrapping_sub(*last) < WAKE_GAP_NS {
+            return BPF_RB_NO_WAKEUP;
+        }
+        *last = now_ns;
+    }
+    BPF_RB_FORCE_WAKEUP
 }
 
 /// Fills the process fields and the parent pid (from the fork map), writes the record to the ring
@@ -276,7 +294,8 @@ pub fn output<T>(
             (*header).ppid = *ppid;
         }
     }
-    let ok = EVENTS.output::<T>(&*record, wakeup_flag()).is_ok();
+    let now_ns = unsafe { (*header).ts_ns };
+    let ok = EVENTS.output::<T>(&*record, wakeup_flag(now_ns)).is_ok();
     if let Some(s) = stats(kind) {
         bump(if ok { &s.emitted } else { &s.dropped });
     }

@@ -307,6 +307,9 @@ pub struct Config {
     /// ring on its own timer. Batching wakeups keeps the reader from preempting the workload
     /// for every event. 0 wakes it for every event.
     pub wakeup_bytes: u64,
+    /// From this many waiting bytes on (half the ring) every event wakes the reader; between
+    /// `wakeup_bytes` and this, a CPU wakes it at most once per couple of milliseconds.
+    pub urgent_bytes: u64,
 }
 
 /// Key of the `DEDUP` LRU map.

@@ -14,6 +14,10 @@ use learner_ebpf::{
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
 
+/// Per-CPU time (boot ns) of the last forced wake-up of the ring's reader (index 0).
+#[map]
+pub static WAKE_LAST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU counters, indexed by event kind number.
 #[map]
 pub static STATS: PerCpuArray<KindStats> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);

@@ -187,6 +187,7 @@ impl Probes {
             paused: 0,
             dedup_window_ns: opts.dedup_window.as_nanos().min(u64::MAX as u128) as u64,
             wakeup_bytes: u64::from(opts.wakeup_bytes.unwrap_or(ring / 16)),
+            urgent_bytes: u64::from(ring / 2),
         };
         config.set(0, cfg, 0).map_err(map_err("writing map CONFIG"))
     }
