@@ -129,8 +129,11 @@ impl RingReader {
                     self.pending_bytes = fill.pending();
                     self.max_pending_bytes = self.max_pending_bytes.max(self.pending_bytes);
                 }
-                let n = Self::drain_ring(guard.get_inner_mut(), f);
+                // Readiness is cleared before draining, not after: a wake-up that lands while
+                // the ring drains then makes the next wait return at once instead of being lost
+                // (the kernel side wakes the reader at most every couple of milliseconds).
                 guard.clear_ready();
+                let n = Self::drain_ring(guard.get_inner_mut(), f);
                 self.received += n as u64;
                 Ok(n)
             }
