@@ -21,12 +21,9 @@ use crate::{
     workload::{Run, run_workload},
 };
 
-/// The label of the agent watching the loop.
-pub(crate) const CAPTURE_LABEL: &str = "the agent watching the loop (capture)";
-
 /// A configuration measured against no agent.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Config {
+pub(crate) enum Config {
     Off,
     Reference(Reference),
     AgentElsewhere,
@@ -42,19 +39,19 @@ impl Config {
         Config::AgentWatching,
     ];
 
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Config::Off => "no agent",
             Config::Reference(r) => r.label(),
             Config::AgentElsewhere => "the agent watching another cgroup",
-            Config::AgentWatching => CAPTURE_LABEL,
+            Config::AgentWatching => "the agent watching the loop (capture)",
         }
     }
 }
 
 /// One configuration's ratios to no agent.
 pub(crate) struct Row {
-    pub(crate) label: &'static str,
+    pub(crate) config: Config,
     /// Per-round throughput ratios.
     pub(crate) ratios: Vec<f64>,
     pub(crate) throughput: Estimate,
@@ -65,6 +62,13 @@ pub(crate) struct Row {
 /// The floor's rows: the reference programs, then the agent elsewhere and watching the loop.
 pub(crate) struct Floor {
     pub(crate) rows: Vec<Row>,
+}
+
+impl Floor {
+    /// The row of configuration `config`.
+    pub(crate) fn row(&self, config: Config) -> Option<&Row> {
+        self.rows.iter().find(|r| r.config == config)
+    }
 }
 
 /// Runs `rounds` rounds of the open loop `params` under every configuration.
@@ -136,8 +140,8 @@ pub(crate) fn measure(
     let rows: Vec<Row> = measured
         .iter()
         .zip(ratios.into_iter().zip(cpu_ratios))
-        .map(|(c, (r, cpu))| Row {
-            label: c.label(),
+        .map(|(&config, (r, cpu))| Row {
+            config,
             throughput: Estimate::of(&r),
             cpu: Estimate::of(&cpu),
             ratios: r,
@@ -146,7 +150,7 @@ pub(crate) fn measure(
     for row in &rows {
         println!(
             "  {}: slowdown {}; median ratio {:.3}; per CPU-second {:.3} ± {:.3}",
-            row.label,
+            row.config.label(),
             row.throughput.slowdown_text(),
             median(&row.ratios),
             row.cpu.mean,

@@ -4,7 +4,7 @@ use crate::{
     LoopResult, OPEN_TARGET,
     enforce::ALLOW_LIST_ENTRIES,
     estimate::{self, Estimate},
-    floor::{self, Floor},
+    floor::{Config, Floor},
     reference::Reference,
     storm::Storm,
     util::{group, median},
@@ -118,16 +118,14 @@ fn floor_rows(f: &Floor) {
     for row in &f.rows {
         println!(
             "| {} | {} | {} | {:.1} % |",
-            row.label,
+            row.config.label(),
             row.ratios.len(),
             row.throughput.slowdown_text(),
             (1.0 - median(&row.ratios)) * 100.0
         );
     }
-    let row = |label: &str| f.rows.iter().find(|r| r.label == label);
-    if let (Some(copy), Some(capture)) =
-        (row(Reference::CopyPath.label()), row(floor::CAPTURE_LABEL))
-    {
+    let copy_path = Config::Reference(Reference::CopyPath);
+    if let (Some(copy), Some(capture)) = (f.row(copy_path), f.row(Config::AgentWatching)) {
         // Per round, so the no-agent run both share cancels out.
         let beyond: Vec<f64> = capture
             .ratios
@@ -143,14 +141,14 @@ fn floor_rows(f: &Floor) {
         );
     }
     println!();
-    for (what, label) in [
-        ("capture", floor::CAPTURE_LABEL),
+    for (what, config) in [
+        ("capture", Config::AgentWatching),
         (
             "the least a path-recording probe on this tracepoint costs",
-            Reference::CopyPath.label(),
+            copy_path,
         ),
     ] {
-        if let Some(r) = row(label) {
+        if let Some(r) = f.row(config) {
             println!(
                 "open+close target, {what}: {}",
                 r.throughput.verdict(OPEN_TARGET)
